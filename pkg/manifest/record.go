@@ -37,12 +37,12 @@ type Record struct {
 	OrientedHeight  int `json:"oriented_height"`
 
 	// The dataset (Kohya folder convention).
-	Concept     string `json:"concept"`         // concept folder name, e.g. "30_pralyco woman"
-	Repeats     int    `json:"repeats"`         // from the folder name
-	Trigger     string `json:"trigger"`         // informational: first word of the folder caption
-	Class       string `json:"class"`           // informational: the rest of the folder caption
-	Caption     string `json:"caption"`         // the caption used for training
-	CaptionSrc  string `json:"caption_source"`  // CaptionFromFile or CaptionFromFolder
+	Concept     string `json:"concept"`        // concept folder name, e.g. "30_pralyco woman"
+	Repeats     int    `json:"repeats"`        // from the folder name
+	Trigger     string `json:"trigger"`        // informational: first word of the folder caption
+	Class       string `json:"class"`          // informational: the rest of the folder caption
+	Caption     string `json:"caption"`        // the caption used for training
+	CaptionSrc  string `json:"caption_source"` // CaptionFromFile or CaptionFromFolder
 	CaptionFile string `json:"caption_file,omitempty"`
 	IsReg       bool   `json:"is_reg"`
 	// RegRepeats is, for a regularization image, how many times it is used
