@@ -1,0 +1,183 @@
+package sgemm
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// gemmSerial is the blocked algorithm on the calling goroutine:
+//
+//	for jc over N in steps of nc:         B block kc×nc, packed once per pc (L3)
+//	  for pc over K in steps of kc:
+//	    pack op(B)[pc:pc+kc, jc:jc+nc]
+//	    for ic over M in steps of mc:     A block mc×kc, packed (L2)
+//	      pack op(A)[ic:ic+mc, pc:pc+kc]
+//	      macroKernel: every mr×nr tile of C[ic:, jc:] by the micro-kernel,
+//	      the kc×nr B micro-panel staying in L1 while the A panels stream by.
+//
+// C gets beta on the first pc step and accumulates (beta 1) on the others.
+// alpha != 0 and k > 0 are assumed (Gemm handles the other cases).
+func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mr, nr := kern.mr, kern.nr
+	mc0 := max(mcBlock/mr, 1) * mr
+	nc0 := max(ncBlock/nr, 1) * nr
+	// Split k into equal steps no deeper than kcBlock, so that k = kcBlock+1
+	// gives two steps of about half depth rather than a full one and a sliver.
+	ksteps := (k + kcBlock - 1) / kcBlock
+	kc0 := (k + ksteps - 1) / ksteps
+	mcCap := min(mc0, (m+mr-1)/mr*mr)
+	ncCap := min(nc0, (n+nr-1)/nr*nr)
+
+	buf := getBuffers(mcCap*kc0, kc0*ncCap, mr*nr)
+	defer bufPool.Put(buf)
+
+	for jc := 0; jc < n; jc += nc0 {
+		nc := min(nc0, n-jc)
+		for pc := 0; pc < k; pc += kc0 {
+			kc := min(kc0, k-pc)
+			betaStep := beta
+			if pc > 0 {
+				betaStep = 1
+			}
+			packB(transB, b, ldb, pc, jc, kc, nc, nr, buf.b)
+			for ic := 0; ic < m; ic += mc0 {
+				mc := min(mc0, m-ic)
+				packA(transA, a, lda, ic, pc, mc, kc, mr, buf.a)
+				macroKernel(kern, mc, nc, kc, alpha, buf.a, buf.b, betaStep, c[ic*ldc+jc:], ldc, buf.tmp)
+			}
+		}
+	}
+}
+
+// macroKernel computes C[0:mc, 0:nc] = alpha*Ã·B̃ + beta*C from packed
+// panels. Full tiles go straight to C; edge tiles are computed into tmp
+// (mr×nr, packed zero padding makes the extra lanes harmless) and merged.
+func macroKernel(kern *kernel, mc, nc, kc int, alpha float32, pa, pb []float32, beta float32, c []float32, ldc int, tmp []float32) {
+	mr, nr := kern.mr, kern.nr
+	loadC := 1
+	if beta == 0 {
+		loadC = 0
+	}
+	for jr := 0; jr < nc; jr += nr {
+		nw := min(nr, nc-jr)
+		bp := &pb[jr*kc]
+		for ir := 0; ir < mc; ir += mr {
+			mh := min(mr, mc-ir)
+			ap := &pa[ir*kc]
+			if mh == mr && nw == nr {
+				kern.fn(kc, ap, bp, &c[ir*ldc+jr], ldc, alpha, beta, loadC)
+				continue
+			}
+			kern.fn(kc, ap, bp, &tmp[0], nr, 1, 0, 0)
+			for r := 0; r < mh; r++ {
+				crow := c[(ir+r)*ldc+jr : (ir+r)*ldc+jr+nw]
+				trow := tmp[r*nr : r*nr+nw]
+				if beta == 0 {
+					for j, t := range trow {
+						crow[j] = alpha * t
+					}
+				} else {
+					for j, t := range trow {
+						crow[j] = alpha*t + beta*crow[j]
+					}
+				}
+			}
+		}
+	}
+}
+
+// packA copies op(A)[i0:i0+mc, p0:p0+kc] into dst as ceil(mc/mr) panels.
+// Panel q holds rows q*mr … q*mr+mr-1, column by column: element (r, p) of
+// the panel is at dst[q*mr*kc + p*mr + r]. Rows past mc are zero.
+func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr int, dst []float32) {
+	for ip := 0; ip < mc; ip += mr {
+		rows := min(mr, mc-ip)
+		d := dst[ip*kc : ip*kc+mr*kc]
+		if transA {
+			// op(A)[i][p] = a[p*lda+i]: each column of the panel is contiguous.
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i0+ip:]
+				dd := d[p*mr : p*mr+mr]
+				copy(dd[:rows], src[:rows])
+				clear(dd[rows:])
+			}
+			continue
+		}
+		// op(A)[i][p] = a[i*lda+p]: each row of the panel is contiguous.
+		for r := 0; r < rows; r++ {
+			off := (i0+ip+r)*lda + p0
+			src := a[off : off+kc]
+			for p, v := range src {
+				d[p*mr+r] = v
+			}
+		}
+		for r := rows; r < mr; r++ {
+			for p := 0; p < kc; p++ {
+				d[p*mr+r] = 0
+			}
+		}
+	}
+}
+
+// packB copies op(B)[p0:p0+kc, j0:j0+nc] into dst as ceil(nc/nr) panels.
+// Panel q holds columns q*nr … q*nr+nr-1, row by row: element (p, j) of the
+// panel is at dst[q*nr*kc + p*nr + j]. Columns past nc are zero.
+func packB(transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32) {
+	for jp := 0; jp < nc; jp += nr {
+		cols := min(nr, nc-jp)
+		d := dst[jp*kc : jp*kc+nr*kc]
+		if !transB {
+			// op(B)[p][j] = b[p*ldb+j]: each row of the panel is contiguous.
+			for p := 0; p < kc; p++ {
+				src := b[(p0+p)*ldb+j0+jp:]
+				dd := d[p*nr : p*nr+nr]
+				copy(dd[:cols], src[:cols])
+				clear(dd[cols:])
+			}
+			continue
+		}
+		// op(B)[p][j] = b[j*ldb+p]: each column of the panel is contiguous.
+		for j := 0; j < cols; j++ {
+			off := (j0+jp+j)*ldb + p0
+			src := b[off : off+kc]
+			for p, v := range src {
+				d[p*nr+j] = v
+			}
+		}
+		for j := cols; j < nr; j++ {
+			for p := 0; p < kc; p++ {
+				d[p*nr+j] = 0
+			}
+		}
+	}
+}
+
+// buffers are one worker's packing space, recycled through bufPool.
+type buffers struct {
+	a, b, tmp          []float32
+	rawA, rawB, rawTmp []float32
+}
+
+var bufPool sync.Pool
+
+func getBuffers(na, nb, nt int) *buffers {
+	bf, _ := bufPool.Get().(*buffers)
+	if bf == nil {
+		bf = new(buffers)
+	}
+	bf.a = aligned(&bf.rawA, na)
+	bf.b = aligned(&bf.rawB, nb)
+	bf.tmp = aligned(&bf.rawTmp, nt)
+	return bf
+}
+
+// aligned returns n elements of *raw starting on a 64-byte boundary,
+// growing *raw when it is too small.
+func aligned(raw *[]float32, n int) []float32 {
+	if cap(*raw) < n+16 {
+		*raw = make([]float32, n+16)
+	}
+	r := (*raw)[:cap(*raw)]
+	off := int((64 - uintptr(unsafe.Pointer(&r[0]))%64) % 64 / 4)
+	return r[off : off+n]
+}
