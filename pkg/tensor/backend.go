@@ -259,22 +259,23 @@ type Broadcast struct {
 	Inner, BLen int
 }
 
-// UnaryOp names an elementwise function.
+// UnaryOp names an elementwise function. (The Op prefix keeps the names
+// free for the tensor-level functions SiLU, GELU, Add, ...)
 type UnaryOp uint8
 
 const (
-	SiLU      UnaryOp = iota + 1 // x * sigmoid(x)
-	GELU                         // x * Φ(x), exact erf form
-	QuickGELU                    // x * sigmoid(1.702 x)
+	OpSiLU      UnaryOp = iota + 1 // x * sigmoid(x)
+	OpGELU                         // x * Φ(x), exact erf form
+	OpQuickGELU                    // x * sigmoid(1.702 x)
 )
 
 func (op UnaryOp) String() string {
 	switch op {
-	case SiLU:
+	case OpSiLU:
 		return "silu"
-	case GELU:
+	case OpGELU:
 		return "gelu"
-	case QuickGELU:
+	case OpQuickGELU:
 		return "quick_gelu"
 	}
 	return fmt.Sprintf("UnaryOp(%d)", op)
@@ -284,15 +285,15 @@ func (op UnaryOp) String() string {
 type BinaryOp uint8
 
 const (
-	Add BinaryOp = iota + 1
-	Mul
+	OpAdd BinaryOp = iota + 1
+	OpMul
 )
 
 func (op BinaryOp) String() string {
 	switch op {
-	case Add:
+	case OpAdd:
 		return "add"
-	case Mul:
+	case OpMul:
 		return "mul"
 	}
 	return fmt.Sprintf("BinaryOp(%d)", op)

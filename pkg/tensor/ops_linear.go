@@ -1,0 +1,162 @@
+package tensor
+
+// Matrix products, linear layers and convolutions.
+
+// MatMul is the batched product op(a) @ op(b). a is [..., M, K] ([..., K, M]
+// with transA); b is [..., K, N] ([..., N, K] with transB) with the same
+// leading dims as a, or rank 2 (broadcast over a's batch). The result is
+// [..., M, N].
+func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
+	e := a.e
+	if len(a.shape) < 2 || len(b.shape) < 2 {
+		Errorf("MatMul", "operands need rank ≥ 2, got %v and %v", a.shape, b.shape)
+	}
+	ra, rb := len(a.shape), len(b.shape)
+	m, k := a.shape[ra-2], a.shape[ra-1]
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b.shape[rb-2], b.shape[rb-1]
+	if transB {
+		kb, n = n, kb
+	}
+	batch := Shape(a.shape[:ra-2]).Numel()
+	bBatch := Shape(b.shape[:rb-2]).Numel()
+	if kb != k || (rb > 2 && !Shape(b.shape[:rb-2]).Equal(a.shape[:ra-2])) {
+		Errorf("MatMul", "shapes %v (transA %v) and %v (transB %v) do not chain", a.shape, transA, b.shape, transB)
+	}
+	sb := k * n
+	if rb == 2 {
+		sb = 0
+	}
+	_ = bBatch
+	out := append(a.shape[:ra-2].clone(), m, n)
+	y := e.NewOf(a.DType(), out...)
+	p := GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Batch: batch,
+		StrideA: m * k, StrideB: sb, StrideC: m * n, Alpha: 1}
+	e.B.Gemm(y.data, a.data, b.data, p)
+	if e.track(y, a, b) {
+		e.push(y, func(gy Storage) {
+			if a.needGrad {
+				// dA = gy @ op(B)^T, or its transpose when transA.
+				q := GemmParams{M: m, N: k, K: n, TransB: !transB, Batch: batch,
+					StrideA: m * n, StrideB: sb, StrideC: m * k, Alpha: 1, Beta: 1}
+				if transA { // dA^T is [K,M] = op(B) @ gy^T
+					q = GemmParams{M: k, N: m, K: n, TransA: transB, TransB: true, Batch: batch,
+						StrideA: sb, StrideB: m * n, StrideC: m * k, Alpha: 1, Beta: 1}
+					if transB {
+						q.LDA = k // B stored [N,K]; op = transpose gives [K,N]
+					}
+					e.B.Gemm(e.gradOf(a), b.data, gy, q)
+				} else {
+					e.B.Gemm(e.gradOf(a), gy, b.data, q)
+				}
+			}
+			if b.needGrad {
+				gb := e.gradOf(b)
+				if transB { // dB is [N,K] = gy^T @ op(A)
+					q := GemmParams{M: n, N: k, K: m, TransA: true, TransB: transA, Batch: batch,
+						StrideA: m * n, StrideB: m * k, StrideC: sb, Alpha: 1, Beta: 1}
+					gemmMaybeReduce(e, gb, gy, a.data, q, rb == 2)
+				} else { // dB is [K,N] = op(A)^T @ gy
+					q := GemmParams{M: k, N: n, K: m, TransA: !transA, Batch: batch,
+						StrideA: m * k, StrideB: m * n, StrideC: sb, Alpha: 1, Beta: 1}
+					gemmMaybeReduce(e, gb, a.data, gy, q, rb == 2)
+				}
+			}
+		})
+	}
+	return y
+}
+
+// gemmMaybeReduce runs a batched GEMM into c; when the gradient target is
+// shared by the whole batch (StrideC 0), it runs the items one by one, each
+// accumulating (Beta 1) into the same C.
+func gemmMaybeReduce(e *Engine, c, a, b Storage, p GemmParams, shared bool) {
+	if !shared || p.Batch <= 1 {
+		e.B.Gemm(c, a, b, p)
+		return
+	}
+	batch := p.Batch
+	p.Batch = 1
+	for i := 0; i < batch; i++ {
+		e.B.Gemm(c, e.B.View(a, i*p.StrideA, p.StrideA), e.B.View(b, i*p.StrideB, p.StrideB), p)
+	}
+}
+
+// Linear is x @ w^T + bias for x [..., in], w [out, in], bias [out] or nil.
+func Linear(x, w, bias *Tensor) *Tensor {
+	e := x.e
+	if len(w.shape) != 2 || len(x.shape) < 1 || x.shape[len(x.shape)-1] != w.shape[1] {
+		Errorf("Linear", "input %v does not match weight %v", x.shape, w.shape)
+	}
+	if bias != nil && (bias.Len() != w.shape[0]) {
+		Errorf("Linear", "bias %v does not match weight %v", bias.shape, w.shape)
+	}
+	in, out := w.shape[1], w.shape[0]
+	rows := x.Len() / in
+	yShape := append(x.shape[:len(x.shape)-1].clone(), out)
+	y := e.NewOf(x.DType(), yShape...)
+	e.B.Gemm(y.data, x.data, w.data, GemmParams{M: rows, N: out, K: in, TransB: true, Alpha: 1})
+	if bias != nil {
+		e.B.Binary(OpAdd, y.data, y.data, bias.data, Broadcast{Inner: 1, BLen: out})
+	}
+	if e.track(y, x, w, bias) {
+		e.push(y, func(gy Storage) {
+			if x.needGrad { // dx[rows,in] += gy[rows,out] @ w[out,in]
+				e.B.Gemm(e.gradOf(x), gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: 1})
+			}
+			if w.needGrad { // dw[out,in] += gy^T @ x
+				e.B.Gemm(e.gradOf(w), gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+			}
+			if bias != nil && bias.needGrad {
+				e.B.BinaryBackward(OpAdd, nil, e.gradOf(bias), gy, y.data, bias.data, Broadcast{Inner: 1, BLen: out})
+			}
+		})
+	}
+	return y
+}
+
+// Conv2D is a 2-D convolution of x [N,C,H,W] with w [K,C,R,S] and optional
+// bias [K], symmetric zero padding.
+func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
+	e := x.e
+	if len(x.shape) != 4 || len(w.shape) != 4 || x.shape[1] != w.shape[1] {
+		Errorf("Conv2D", "input %v does not match weight %v", x.shape, w.shape)
+	}
+	if bias != nil && bias.Len() != w.shape[0] {
+		Errorf("Conv2D", "bias %v does not match weight %v", bias.shape, w.shape)
+	}
+	if stride < 1 || pad < 0 {
+		Errorf("Conv2D", "stride %d, padding %d", stride, pad)
+	}
+	p := ConvParams{N: x.shape[0], C: x.shape[1], H: x.shape[2], W: x.shape[3],
+		K: w.shape[0], R: w.shape[2], S: w.shape[3], StrideH: stride, StrideW: stride, PadH: pad, PadW: pad}
+	if p.H+2*pad < p.R || p.W+2*pad < p.S {
+		Errorf("Conv2D", "input %v smaller than kernel %v with padding %d", x.shape, w.shape, pad)
+	}
+	y := e.NewOf(x.DType(), p.N, p.K, p.P(), p.Q())
+	var bd Storage
+	if bias != nil {
+		bd = bias.data
+	}
+	e.B.Conv2D(y.data, x.data, w.data, bd, p)
+	if e.track(y, x, w, bias) {
+		e.push(y, func(gy Storage) {
+			if x.needGrad {
+				e.B.Conv2DBackwardData(e.gradOf(x), gy, w.data, p)
+			}
+			var dw, db Storage
+			if w.needGrad {
+				dw = e.gradOf(w)
+			}
+			if bias != nil && bias.needGrad {
+				db = e.gradOf(bias)
+			}
+			if dw != nil || db != nil {
+				e.B.Conv2DBackwardFilter(dw, db, gy, x.data, p)
+			}
+		})
+	}
+	return y
+}

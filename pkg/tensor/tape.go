@@ -1,0 +1,150 @@
+package tensor
+
+// The tape is a list of closures, one per operation whose output needs a
+// gradient, run in reverse by Backward. Each closure reads its output's
+// gradient and adds into its inputs' gradients; afterwards the output's
+// gradient buffer is freed (it has been consumed).
+
+// recording reports whether operations record backward steps.
+func (e *Engine) recording() bool { return e.noGrad == 0 }
+
+// NoGrad runs fn without recording backward steps (inference).
+func (e *Engine) NoGrad(fn func()) {
+	e.noGrad++
+	defer func() { e.noGrad-- }()
+	fn()
+}
+
+// RequireGrad marks a non-parameter tensor (an input) as needing its
+// gradient; after Backward, Grad holds it.
+func (t *Tensor) RequireGrad() *Tensor {
+	t.needGrad = true
+	return t
+}
+
+// track reports whether y must record a backward step, marking it as
+// needing a gradient if so.
+func (e *Engine) track(y *Tensor, inputs ...*Tensor) bool {
+	if !e.recording() {
+		return false
+	}
+	for _, x := range inputs {
+		if x != nil && x.needGrad {
+			y.needGrad = true
+			return true
+		}
+	}
+	return false
+}
+
+// push records the backward half of the operation that produced y. back
+// receives y's gradient and must add into the gradients of y's inputs.
+func (e *Engine) push(y *Tensor, back func(gy Storage)) {
+	e.tape = append(e.tape, func() {
+		if y.grad == nil {
+			return // no gradient reached y
+		}
+		back(y.grad)
+		e.dropGrad(y)
+	})
+}
+
+// gradOf returns t's gradient buffer, allocating a zeroed one in the arena.
+func (e *Engine) gradOf(t *Tensor) Storage {
+	if t.grad == nil {
+		s, slot := e.alloc(t.DType(), t.Len())
+		e.B.Fill(s, 0)
+		t.grad, t.gradSlot = s, slot
+	}
+	return t.grad
+}
+
+// dropGrad frees an intermediate's consumed gradient.
+func (e *Engine) dropGrad(t *Tensor) {
+	if t.gradSlot >= 0 {
+		if s := e.arena[t.gradSlot]; s != nil {
+			e.B.Free(s)
+			e.arena[t.gradSlot] = nil
+		}
+		t.grad, t.gradSlot = nil, -1
+	}
+}
+
+// Backward propagates from a one-element loss whose gradient is seed (1,
+// or the loss scale in mixed precision), then clears the tape. Parameter
+// gradients accumulate; call it once per micro-batch.
+func (e *Engine) Backward(loss *Tensor, seed float32) {
+	if loss.Len() != 1 {
+		Errorf("Backward", "loss has shape %v, want one element", loss.shape)
+	}
+	if !loss.needGrad {
+		Errorf("Backward", "loss does not depend on any tensor that requires a gradient")
+	}
+	e.B.Fill(e.gradOf(loss), seed)
+	e.runTape(e.tape)
+	e.tape = e.tape[:0]
+}
+
+func (e *Engine) runTape(tape []func()) {
+	for i := len(tape) - 1; i >= 0; i-- {
+		tape[i]()
+		tape[i] = nil
+	}
+}
+
+// Checkpoint runs fn(in) without keeping its intermediate activations: they
+// are recomputed during the backward pass (gradient checkpointing). fn must
+// be deterministic and must reach parameters only through closures whose
+// values do not change between forward and backward.
+func (e *Engine) Checkpoint(fn func(in []*Tensor) *Tensor, in ...*Tensor) *Tensor {
+	if !e.recording() {
+		return fn(in)
+	}
+	// Forward: record into a scratch tape only to learn whether the output
+	// needs a gradient, then drop the intermediates.
+	mark := len(e.arena)
+	saved := e.tape
+	e.tape = nil
+	out := fn(in)
+	e.tape = saved
+	if out.slot < mark {
+		out = e.copyOf(out)
+	}
+	e.release(mark, map[int]bool{out.slot: true})
+	if !out.needGrad {
+		return out
+	}
+	y := out
+	e.push(y, func(gy Storage) {
+		for _, x := range in {
+			if x.needGrad {
+				e.gradOf(x)
+			}
+		}
+		mark := len(e.arena)
+		saved := e.tape
+		e.tape = nil
+		det := make([]*Tensor, len(in))
+		for i, x := range in {
+			det[i] = &Tensor{shape: x.shape, data: x.data, e: e, slot: -1,
+				needGrad: x.needGrad, grad: x.grad, gradSlot: -1}
+		}
+		out2 := fn(det)
+		sub := e.tape
+		e.tape = saved
+		if out2.needGrad {
+			out2.grad, out2.gradSlot = gy, -1
+			e.runTape(sub)
+		}
+		e.release(mark, nil)
+	})
+	return y
+}
+
+// copyOf copies t into a fresh arena tensor with the same shape.
+func (e *Engine) copyOf(t *Tensor) *Tensor {
+	y := e.NewOf(t.DType(), t.shape...)
+	e.B.Copy(y.data, t.data)
+	y.needGrad = t.needGrad
+	return y
+}
