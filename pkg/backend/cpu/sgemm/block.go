@@ -7,43 +7,49 @@ import (
 
 // gemmSerial is the blocked algorithm on the calling goroutine:
 //
-//	for jc over N in steps of nc:         B block kc×nc, packed once per pc (L3)
-//	  for pc over K in steps of kc:
-//	    pack op(B)[pc:pc+kc, jc:jc+nc]
-//	    for ic over M in steps of mc:     A block mc×kc, packed (L2)
+//	for jc over N in steps of nc:        B block k×nc, packed once (L3)
+//	  pack op(B)[:, jc:jc+nc] as ceil(k/kc) slices of kc×nc
+//	  for ic over M in steps of mc:
+//	    for pc over K in steps of kc:    A block mc×kc, packed (L2)
 //	      pack op(A)[ic:ic+mc, pc:pc+kc]
 //	      macroKernel: every mr×nr tile of C[ic:, jc:] by the micro-kernel,
 //	      the kc×nr B micro-panel staying in L1 while the A panels stream by.
 //
+// Keeping pc inside ic keeps the mc×nc block of C in L2 across the K slices
+// and reads A one band of rows at a time (few pages, so few TLB misses).
+// nc is chosen so the packed B block stays near bBlockBytes.
 // C gets beta on the first pc step and accumulates (beta 1) on the others.
 // alpha != 0 and k > 0 are assumed (Gemm handles the other cases).
 func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := kern.mr, kern.nr
 	mc0 := max(mcBlock/mr, 1) * mr
-	nc0 := max(ncBlock/nr, 1) * nr
 	// Split k into equal steps no deeper than kcBlock, so that k = kcBlock+1
 	// gives two steps of about half depth rather than a full one and a sliver.
 	ksteps := (k + kcBlock - 1) / kcBlock
 	kc0 := (k + ksteps - 1) / ksteps
+	nc0 := max(min(ncBlock, bBlockBytes/4/k)/nr, 1) * nr
 	mcCap := min(mc0, (m+mr-1)/mr*mr)
 	ncCap := min(nc0, (n+nr-1)/nr*nr)
 
-	buf := getBuffers(mcCap*kc0, kc0*ncCap, mr*nr)
+	buf := getBuffers(mcCap*kc0, k*ncCap, mr*nr)
 	defer bufPool.Put(buf)
 
 	for jc := 0; jc < n; jc += nc0 {
 		nc := min(nc0, n-jc)
+		ncR := (nc + nr - 1) / nr * nr
 		for pc := 0; pc < k; pc += kc0 {
-			kc := min(kc0, k-pc)
-			betaStep := beta
-			if pc > 0 {
-				betaStep = 1
-			}
-			packB(transB, b, ldb, pc, jc, kc, nc, nr, buf.b)
-			for ic := 0; ic < m; ic += mc0 {
-				mc := min(mc0, m-ic)
+			packB(transB, b, ldb, pc, jc, min(kc0, k-pc), nc, nr, buf.b[pc*ncR:])
+		}
+		for ic := 0; ic < m; ic += mc0 {
+			mc := min(mc0, m-ic)
+			for pc := 0; pc < k; pc += kc0 {
+				kc := min(kc0, k-pc)
+				betaStep := beta
+				if pc > 0 {
+					betaStep = 1
+				}
 				packA(transA, a, lda, ic, pc, mc, kc, mr, buf.a)
-				macroKernel(kern, mc, nc, kc, alpha, buf.a, buf.b, betaStep, c[ic*ldc+jc:], ldc, buf.tmp)
+				macroKernel(kern, mc, nc, kc, alpha, buf.a, buf.b[pc*ncR:], betaStep, c[ic*ldc+jc:], ldc, buf.tmp)
 			}
 		}
 	}

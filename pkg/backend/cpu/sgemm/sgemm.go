@@ -14,7 +14,9 @@ import (
 var (
 	kcBlock = 256
 	mcBlock = 336
-	ncBlock = 3072
+	ncBlock = 4096
+	// bBlockBytes bounds the packed k×nc block of B (it lives in L3).
+	bBlockBytes = 4 << 20
 )
 
 // minParallelFlops is the work (2·m·n·k) below which Gemm stays on the

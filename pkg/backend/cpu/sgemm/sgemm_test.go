@@ -181,7 +181,9 @@ var smallShapes = [][3]int{
 	{14, 32, 8}, {15, 33, 9}, {31, 37, 41}, {6, 16, 300}, {97, 101, 103}, {29, 113, 257},
 }
 
-func allTrans() [][2]bool { return [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} }
+func allTrans() [][2]bool {
+	return [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
+}
 
 func TestGemmSmall(t *testing.T) {
 	for _, kern := range kernels() {
@@ -207,9 +209,10 @@ func TestGemmSmall(t *testing.T) {
 func TestGemmBlockBoundaries(t *testing.T) {
 	for _, kern := range kernels() {
 		t.Run(kern.name, func(t *testing.T) {
-			saved := [3]int{kcBlock, mcBlock, ncBlock}
-			defer func() { kcBlock, mcBlock, ncBlock = saved[0], saved[1], saved[2] }()
-			kcBlock, mcBlock, ncBlock = 16, 2*kern.mr+1, 3*kern.nr
+			saved := [4]int{kcBlock, mcBlock, ncBlock, bBlockBytes}
+			defer func() { kcBlock, mcBlock, ncBlock, bBlockBytes = saved[0], saved[1], saved[2], saved[3] }()
+			// ncBlock bounds nc for small k, bBlockBytes for the larger k.
+			kcBlock, mcBlock, ncBlock, bBlockBytes = 16, 2*kern.mr+1, 3*kern.nr, 4*40*2*kern.nr
 			rng := rand.New(rand.NewPCG(3, 4))
 			for _, s := range [][3]int{{101, 103, 67}, {61, 200, 33}, {200, 61, 48}, {5, 300, 17}, {300, 5, 16}} {
 				for _, tr := range allTrans() {
@@ -329,9 +332,15 @@ func TestBadArguments(t *testing.T) {
 		call func()
 		want string
 	}{
-		{"short A", func() { Gemm(false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2) }, "A (2×2, ld 2) needs 4"},
-		{"small ldb", func() { Gemm(false, true, 2, 2, 3, 1, make([]float32, 6), 3, make([]float32, 6), 2, 0, make([]float32, 4), 2) }, "ldB = 2 < 3"},
-		{"short C", func() { Gemm(true, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2) }, "C (2×2, ld 2) needs 4"},
+		{"short A", func() {
+			Gemm(false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2)
+		}, "A (2×2, ld 2) needs 4"},
+		{"small ldb", func() {
+			Gemm(false, true, 2, 2, 3, 1, make([]float32, 6), 3, make([]float32, 6), 2, 0, make([]float32, 4), 2)
+		}, "ldB = 2 < 3"},
+		{"short C", func() {
+			Gemm(true, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2)
+		}, "C (2×2, ld 2) needs 4"},
 		{"negative", func() { Gemm(false, false, -1, 2, 2, 1, nil, 2, nil, 2, 0, nil, 2) }, "negative dimension"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
