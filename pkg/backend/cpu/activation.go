@@ -1,0 +1,172 @@
+package cpu
+
+import "loco/pkg/tensor"
+
+// Unary applies op elementwise; y may alias x.
+func (b *Backend) Unary(op tensor.UnaryOp, y, x tensor.Storage) {
+	name := op.String()
+	ys, xs := f32(name, y), f32(name, x)
+	checkLen(name, "y", len(ys), len(xs))
+	checkUnary(op)
+	parallelFor(len(xs), 16, func(lo, hi int) { unaryForward(op, ys[lo:hi], xs[lo:hi]) })
+}
+
+// UnaryBackward adds dy·f'(x) into dx.
+func (b *Backend) UnaryBackward(op tensor.UnaryOp, dx, dy, x tensor.Storage) {
+	name := op.String() + "_backward"
+	dxs, dys, xs := f32(name, dx), f32(name, dy), f32(name, x)
+	checkLen(name, "dy", len(dys), len(xs))
+	checkUnary(op)
+	if dxs == nil {
+		return
+	}
+	checkLen(name, "dx", len(dxs), len(xs))
+	parallelFor(len(xs), 24, func(lo, hi int) { unaryBackward(op, dxs[lo:hi], dys[lo:hi], xs[lo:hi]) })
+}
+
+func checkUnary(op tensor.UnaryOp) {
+	switch op {
+	case tensor.OpSiLU, tensor.OpGELU, tensor.OpQuickGELU:
+		return
+	}
+	tensor.Errorf("unary", "unknown op %v", op)
+}
+
+func unaryForward[T float](op tensor.UnaryOp, y, x []T) {
+	y = y[:len(x)]
+	switch op {
+	case tensor.OpSiLU:
+		for i, v := range x {
+			y[i] = v * sigmoid(v)
+		}
+	case tensor.OpGELU:
+		for i, v := range x {
+			y[i] = gelu(v)
+		}
+	case tensor.OpQuickGELU:
+		for i, v := range x {
+			y[i] = v * sigmoid(1.702*v)
+		}
+	}
+}
+
+func unaryBackward[T float](op tensor.UnaryOp, dx, dy, x []T) {
+	dx, dy = dx[:len(x)], dy[:len(x)]
+	switch op {
+	case tensor.OpSiLU:
+		for i, v := range x {
+			s := sigmoid(v)
+			dx[i] += dy[i] * s * (1 + v*(1-s))
+		}
+	case tensor.OpGELU:
+		for i, v := range x {
+			dx[i] += dy[i] * geluGrad(v)
+		}
+	case tensor.OpQuickGELU:
+		for i, v := range x {
+			s := sigmoid(1.702 * v)
+			dx[i] += dy[i] * (s + 1.702*v*s*(1-s))
+		}
+	}
+}
+
+// GEGLU: y[r, j] = x[r, j] * gelu(x[r, half+j]).
+func (b *Backend) GEGLU(y, x tensor.Storage, rows, half int) {
+	const op = "geglu"
+	ys, xs := f32(op, y), f32(op, x)
+	checkDims(op, rows, half)
+	checkLen(op, "x"+fmtShape(rows, 2*half), len(xs), rows*2*half)
+	checkLen(op, "y"+fmtShape(rows, half), len(ys), rows*half)
+	parallelFor(rows, 16*half, func(lo, hi int) { gegluForward(ys, xs, half, lo, hi) })
+}
+
+func gegluForward[T float](y, x []T, half, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr, yr := x[2*r*half:][:2*half], y[r*half:][:half]
+		for j := range yr {
+			yr[j] = xr[j] * gelu(xr[half+j])
+		}
+	}
+}
+
+// GEGLUBackward adds the gradient of GEGLU into dx.
+func (b *Backend) GEGLUBackward(dx, dy, x tensor.Storage, rows, half int) {
+	const op = "geglu_backward"
+	dxs, dys, xs := f32(op, dx), f32(op, dy), f32(op, x)
+	checkDims(op, rows, half)
+	checkLen(op, "x"+fmtShape(rows, 2*half), len(xs), rows*2*half)
+	checkLen(op, "dy"+fmtShape(rows, half), len(dys), rows*half)
+	if dxs == nil {
+		return
+	}
+	checkLen(op, "dx"+fmtShape(rows, 2*half), len(dxs), rows*2*half)
+	parallelFor(rows, 24*half, func(lo, hi int) { gegluBackward(dxs, dys, xs, half, lo, hi) })
+}
+
+func gegluBackward[T float](dx, dy, x []T, half, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr, dxr, dyr := x[2*r*half:][:2*half], dx[2*r*half:][:2*half], dy[r*half:][:half]
+		for j, d := range dyr {
+			a, g := xr[j], xr[half+j]
+			dxr[j] += d * gelu(g)
+			dxr[half+j] += d * a * geluGrad(g)
+		}
+	}
+}
+
+// Softmax over the last dim of x[rows, cols].
+func (b *Backend) Softmax(y, x tensor.Storage, rows, cols int) {
+	const op = "softmax"
+	ys, xs := f32(op, y), f32(op, x)
+	checkDims(op, rows, cols)
+	checkLen(op, "x"+fmtShape(rows, cols), len(xs), rows*cols)
+	checkLen(op, "y"+fmtShape(rows, cols), len(ys), rows*cols)
+	parallelFor(rows, 8*cols, func(lo, hi int) { softmaxForward(ys, xs, cols, lo, hi) })
+}
+
+func softmaxForward[T float](y, x []T, cols, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xr, yr := x[r*cols:][:cols], y[r*cols:][:cols]
+		m := xr[0]
+		for _, v := range xr {
+			m = max(m, v)
+		}
+		var s T
+		for i, v := range xr {
+			e := exp(v - m)
+			yr[i] = e
+			s += e
+		}
+		inv := 1 / s
+		for i := range yr {
+			yr[i] *= inv
+		}
+	}
+}
+
+// SoftmaxBackward adds y·(dy − Σ dy·y) into dx.
+func (b *Backend) SoftmaxBackward(dx, dy, y tensor.Storage, rows, cols int) {
+	const op = "softmax_backward"
+	dxs, dys, ys := f32(op, dx), f32(op, dy), f32(op, y)
+	checkDims(op, rows, cols)
+	checkLen(op, "y"+fmtShape(rows, cols), len(ys), rows*cols)
+	checkLen(op, "dy"+fmtShape(rows, cols), len(dys), rows*cols)
+	if dxs == nil {
+		return
+	}
+	checkLen(op, "dx"+fmtShape(rows, cols), len(dxs), rows*cols)
+	parallelFor(rows, 4*cols, func(lo, hi int) { softmaxBackward(dxs, dys, ys, cols, lo, hi) })
+}
+
+func softmaxBackward[T float](dx, dy, y []T, cols, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		yr, dyr, dxr := y[r*cols:][:cols], dy[r*cols:][:cols], dx[r*cols:][:cols]
+		var dot T
+		for i, v := range yr {
+			dot += v * dyr[i]
+		}
+		for i, v := range yr {
+			dxr[i] += v * (dyr[i] - dot)
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package cpu
+
+import "math"
+
+// Scalar functions of the elementwise ops. The float32 instances use a
+// polynomial exp (relative error below 2e-7, like one float32 rounding);
+// the float64 instances, used by the gradient checks, call package math.
+
+// exp returns e^x.
+func exp[T float](x T) T {
+	switch v := any(x).(type) {
+	case float32:
+		return T(expf(v))
+	}
+	return T(math.Exp(float64(x)))
+}
+
+// sigmoid returns 1/(1+e^-x).
+func sigmoid[T float](x T) T { return 1 / (1 + exp(-x)) }
+
+// erf is the error function (float32 through float64 math.Erf).
+func erf[T float](x T) T { return T(math.Erf(float64(x))) }
+
+const (
+	invSqrt2   = 0.70710678118654752440
+	invSqrt2Pi = 0.39894228040143267794
+)
+
+// gelu is x·Φ(x) with the exact erf form.
+func gelu[T float](x T) T { return 0.5 * x * (1 + erf(x*invSqrt2)) }
+
+// geluGrad is Φ(x) + x·φ(x).
+func geluGrad[T float](x T) T {
+	return 0.5*(1+erf(x*invSqrt2)) + x*invSqrt2Pi*exp(-0.5*x*x)
+}
+
+// expf is e^x in float32: x = k·ln2 + r with |r| ≤ ln2/2, e^r by a
+// degree-6 polynomial, 2^k by building the exponent bits. Results below
+// the smallest normal float32 flush to 0.
+func expf(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		ln2hi = 0.693359375
+		ln2lo = -2.12194440e-4
+	)
+	switch {
+	case x != x:
+		return x
+	case x > 88.72283:
+		return float32(math.Inf(1))
+	case x < -87.33654:
+		return 0
+	}
+	kf := float32(math.Floor(float64(x*log2e) + 0.5))
+	r := x - kf*ln2hi - kf*ln2lo
+	p := float32(1.0 / 720)
+	p = p*r + 1.0/120
+	p = p*r + 1.0/24
+	p = p*r + 1.0/6
+	p = p*r + 0.5
+	p = p*r + 1
+	p = p*r + 1
+	k := int32(kf)
+	if k > 127 { // x within rounding of the overflow bound
+		return p * 2 * math.Float32frombits(uint32(k-1+127)<<23)
+	}
+	return p * math.Float32frombits(uint32(k+127)<<23)
+}

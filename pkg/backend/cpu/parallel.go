@@ -1,0 +1,88 @@
+package cpu
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// workers bounds the goroutines one op uses; SetThreads changes it.
+var workers atomic.Int64
+
+func init() { workers.Store(int64(runtime.GOMAXPROCS(0))) }
+
+// SetThreads bounds the workers every op (and the SGEMM) uses; n < 1
+// restores the default, runtime.GOMAXPROCS(0).
+func SetThreads(n int) {
+	if n < 1 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	workers.Store(int64(n))
+	setGemmThreads(n)
+}
+
+// Threads reports the worker bound.
+func Threads() int { return int(workers.Load()) }
+
+// minParallelWork is the work (in rough element-operations) below which an
+// op runs on the calling goroutine: starting workers costs microseconds.
+const minParallelWork = 1 << 15
+
+// parallelFor calls fn on disjoint ranges [lo, hi) covering [0, n), on up
+// to Threads() goroutines. cost is the work per index (in element
+// operations); small totals run inline. Ranges are contiguous, so each
+// worker touches its own rows.
+func parallelFor(n, cost int, fn func(lo, hi int)) {
+	nt := Threads()
+	if total := n * max(cost, 1); total < minParallelWork {
+		nt = 1
+	}
+	nt = min(nt, n)
+	if nt <= 1 {
+		if n > 0 {
+			fn(0, n)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < nt; w++ {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(w*n/nt, (w+1)*n/nt)
+	}
+	fn(0, n/nt)
+	wg.Wait()
+}
+
+// parallelDynamic calls fn(i, worker) for every i in [0, n) on up to
+// Threads() goroutines that take indices one at a time; worker in
+// [0, Threads()) names the goroutine, for per-worker scratch. Use it when
+// items are few and unequal (attention query blocks under a causal mask).
+func parallelDynamic(n int, fn func(i, worker int)) {
+	nt := min(Threads(), n)
+	if nt <= 1 {
+		for i := 0; i < n; i++ {
+			fn(i, 0)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	run := func(w int) {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			fn(i, w)
+		}
+	}
+	for w := 1; w < nt; w++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(w) }()
+	}
+	run(0)
+	wg.Wait()
+}
