@@ -135,7 +135,9 @@ func Encode(ext string, img image.Image, orientation int) ([]byte, error) {
 		}
 		return buf.Bytes(), nil
 	case ".png":
-		err := png.Encode(&buf, img)
+		// BestSpeed: the noise makes default compression very slow.
+		enc := png.Encoder{CompressionLevel: png.BestSpeed}
+		err := enc.Encode(&buf, img)
 		return buf.Bytes(), err
 	case ".bmp":
 		err := bmp.Encode(&buf, img)
