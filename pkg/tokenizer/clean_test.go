@@ -74,7 +74,7 @@ func TestLowerAgainstPython(t *testing.T) {
 		{"ΣΊΣΥΦΟΣ", "σίσυφος"},
 		{"ΟΔΟΣ.", "οδος."},
 		{"Σ", "σ"},
-		{"ΑΣ'Β", "ασ'β"},  // the apostrophe is case-ignorable: Σ is not final
+		{"ΑΣ'Β", "ασ'β"},   // the apostrophe is case-ignorable: Σ is not final
 		{"ΑΣ' Β", "ας' β"}, // a space is not: Σ is final
 		{"İstanbul", "i\u0307stanbul"},
 		{"MiXeD", "mixed"},
