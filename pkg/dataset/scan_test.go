@@ -341,7 +341,7 @@ func TestScanCaptions(t *testing.T) {
 		write(t, filepath.Join(c, n+".png"), good) // JPEG content, .png name: format comes from content
 	}
 	write(t, filepath.Join(c, "a.txt"), []byte("  first line  \r\nsecond line\n"))
-	write(t, filepath.Join(c, "b.txt"), []byte("\n\nlater"))  // blank first line: empty caption
+	write(t, filepath.Join(c, "b.txt"), []byte("\n\nlater"))     // blank first line: empty caption
 	write(t, filepath.Join(c, "c.txt"), []byte("old mac\rline")) // lone CR ends a line
 	write(t, filepath.Join(c, "d.txt"), []byte("\xef\xbb\xbfbom"))
 	res, err := Scan(Options{TrainRoots: []string{filepath.Join(dir, "img")}, CaptionExtension: "txt"})
