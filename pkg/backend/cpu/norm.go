@@ -42,24 +42,25 @@ func groupNormForward[T float](y, mean, rstd, x, gamma, beta []T, hw, cpg, group
 		c0 := (ng % groups) * cpg
 		for ci := 0; ci < cpg; ci++ {
 			c := c0 + ci
-			scale, shift := T(rs), T(-mu*rs)
+			// (x − mean)·scale + shift, not x·scale + (shift − mean·scale):
+			// the latter cancels badly when the variance is tiny.
+			scale, shift, m := T(rs), T(0), T(mu)
 			if gamma != nil {
 				scale *= gamma[c]
-				shift *= gamma[c]
 			}
 			if beta != nil {
-				shift += beta[c]
+				shift = beta[c]
 			}
 			xr := seg[ci*hw:][:hw]
 			yr := y[ng*cpg*hw+ci*hw:][:hw]
 			if silu {
 				for i, v := range xr {
-					z := v*scale + shift
+					z := (v-m)*scale + shift
 					yr[i] = z * sigmoid(z)
 				}
 			} else {
 				for i, v := range xr {
-					yr[i] = v*scale + shift
+					yr[i] = (v-m)*scale + shift
 				}
 			}
 		}
