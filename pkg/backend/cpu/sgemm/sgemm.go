@@ -188,9 +188,11 @@ func gemmParallel(kern *kernel, nt int, transA, transB bool, m, n, k int, alpha 
 		lo, hi := w*units/nt, (w+1)*units/nt
 		if splitRows {
 			r0, r1 := lo*kern.mr, min(hi*kern.mr, m)
-			aw := a[r0*lda:]
+			var aw []float32
 			if transA {
 				aw = a[r0:]
+			} else {
+				aw = a[r0*lda:]
 			}
 			cw := c[r0*ldc:]
 			if w < nt-1 {
