@@ -1,0 +1,121 @@
+package lycoris
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"loco/pkg/backend/cpu"
+	"loco/pkg/golden"
+	"loco/pkg/nn"
+	"loco/pkg/safetensors"
+	"loco/pkg/sd"
+	"loco/pkg/sd/unet"
+	"loco/pkg/tensor"
+)
+
+// TestGoldenLoConUNet applies the golden LoCon to the golden UNet, checks
+// the forward pass, the loss and the gradient of every LoCon tensor and of
+// the input against the PyTorch/LyCORIS reference.
+func TestGoldenLoConUNet(t *testing.T) {
+	golden.ForEach(t, "locon_unet", func(t *testing.T, c *golden.Case) {
+		var cfg unet.Config
+		if err := json.Unmarshal(c.Config, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		var lc struct {
+			Dim        int     `json:"network_dim"`
+			Alpha      float32 `json:"network_alpha"`
+			ConvDim    int     `json:"conv_dim"`
+			ConvAlpha  float32 `json:"conv_alpha"`
+			Multiplier float32 `json:"multiplier"`
+			Tucker     bool    `json:"use_tucker"`
+		}
+		if err := json.Unmarshal(c.Config, &lc); err != nil {
+			t.Fatal(err)
+		}
+		e := tensor.NewEngine(cpu.New())
+		mf, err := safetensors.Open(c.Path("model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mf.Close()
+		u, err := unet.New(nn.NewBuilder(UNetPrefix, sd.NewFileSource(mf, e, tensor.F32)), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ts []float32
+		for _, v := range c.Int64(t, "timesteps") {
+			ts = append(ts, float32(v))
+		}
+		newInputs := func() (x, ctx, target *tensor.Tensor) {
+			x = e.FromFloat32(c.Float32(t, "x"), c.Shape("x")...).RequireGrad()
+			ctx = e.FromFloat32(c.Float32(t, "context"), c.Shape("context")...)
+			target = e.FromFloat32(c.Float32(t, "target"), c.Shape("target")...)
+			return
+		}
+		x, ctx, _ := newInputs()
+		var base *tensor.Tensor
+		e.NoGrad(func() { base = u.Forward(x, ts, ctx) })
+		c.Check(t, "out_base", base.Float32s())
+		e.EndStep()
+
+		lin, conv := u.Layers()
+		net, err := New(e, Config{Dim: lc.Dim, Alpha: lc.Alpha, ConvDim: lc.ConvDim, ConvAlpha: lc.ConvAlpha,
+			Multiplier: lc.Multiplier, Tucker: lc.Tucker}, lin, conv, rand.New(rand.NewPCG(1, 2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf, err := safetensors.Open(c.Path("locon.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lf.Close()
+		loaded := 0
+		for _, k := range lf.Names() {
+			if strings.HasSuffix(k, ".alpha") {
+				continue
+			}
+			v, err := lf.ReadFloat32(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := net.SetValues(k, v); err != nil {
+				t.Fatal(err)
+			}
+			loaded++
+		}
+		if loaded != len(net.Entries) {
+			t.Fatalf("file has %d trainable tensors, network %d", loaded, len(net.Entries))
+		}
+
+		for _, ck := range []bool{false, true} {
+			u.Checkpoint = ck
+			net.ZeroGrad()
+			x, ctx, target := newInputs()
+			out := u.Forward(x, ts, ctx)
+			loss := tensor.MSELoss(out, target, nil)
+			e.Backward(loss, 1)
+			c.Check(t, "out", out.Float32s())
+			c.Check(t, "loss", loss.Float32s())
+			gx := make([]float32, x.Len())
+			e.B.Download(gx, x.Grad())
+			c.Check(t, "grad/x", gx)
+			worst, worstKey, n := 0.0, "", 0
+			for _, en := range net.Entries {
+				g, err := net.Values(en.Key, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rel := c.Check(t, "grad/"+en.Key, g)
+				if !c.IsZero("grad/"+en.Key) && rel > worst {
+					worst, worstKey = rel, en.Key
+				}
+				n++
+			}
+			t.Logf("checkpointing %v: %d LoCon gradients, worst relative L2 %.3g (%s); arena %d live", ck, n, worst, worstKey, e.ArenaLive())
+			e.EndStep()
+		}
+	})
+}

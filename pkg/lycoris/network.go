@@ -1,0 +1,257 @@
+package lycoris
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"loco/pkg/nn"
+	"loco/pkg/tensor"
+)
+
+// Config chooses ranks and alphas (kohya/LyCORIS argument names).
+type Config struct {
+	Dim, ConvDim     int     // network_dim (Linear, 1×1 conv), conv_dim (k×k conv)
+	Alpha, ConvAlpha float32 // network_alpha, conv_alpha; 0 means alpha = rank
+	Tucker           bool    // use_tucker: k×k convs as down 1×1, mid k×k, up 1×1
+	Multiplier       float32 // 1 in training
+}
+
+// Module is one wrapped layer: ΔW = scale · up·(mid)·down, scale = multiplier·alpha/rank.
+type Module struct {
+	Name   string // kohya name, e.g. lora_unet_down_blocks_0_resnets_0_conv1
+	Layer  string // checkpoint module key of the wrapped layer
+	Rank   int
+	Alpha  float32
+	Conv   bool // wraps a Conv2d
+	Kernel int  // conv kernel size (1 for Linear)
+
+	Down, Mid, Up *tensor.Tensor // views into the network's flat buffer (Mid nil unless Tucker)
+
+	stride, pad int
+	net         *Network
+}
+
+// Scale is multiplier·alpha/rank.
+func (m *Module) Scale() float32 { return m.net.Multiplier * m.Alpha / float32(m.Rank) }
+
+// Entry is one tensor of the flat parameter buffer.
+type Entry struct {
+	Key    string // file key, e.g. <name>.lora_down.weight
+	Offset int
+	Shape  tensor.Shape
+}
+
+// Network is a set of LoCon modules whose trainable tensors share one flat
+// F32 buffer (and gradient buffer), so that zeroing, clipping, the
+// optimizer step and checkpointing are single loops.
+type Network struct {
+	Modules    []*Module
+	Entries    []Entry // in buffer order
+	Params     tensor.Storage
+	Grads      tensor.Storage
+	Multiplier float32
+	e          *tensor.Engine
+	index      map[string]int // file key -> Entries index
+}
+
+// New wraps the given layers (all of them; selection is the caller's, see
+// UNetLayers/TELayers) and allocates the flat buffers. Parameters are
+// initialised as LyCORIS does: down (and mid) kaiming-uniform(a=√5), that is
+// U(±1/√fan_in), up zero, drawn from rng.
+func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d, rng *rand.Rand) (*Network, error) {
+	if cfg.Dim <= 0 {
+		return nil, fmt.Errorf("lycoris: network_dim must be positive, got %d", cfg.Dim)
+	}
+	if cfg.ConvDim <= 0 {
+		cfg.ConvDim, cfg.ConvAlpha = cfg.Dim, cfg.Alpha
+	}
+	if cfg.Multiplier == 0 {
+		cfg.Multiplier = 1
+	}
+	n := &Network{Multiplier: cfg.Multiplier, e: e}
+	alphaOr := func(a float32, r int) float32 {
+		if a == 0 {
+			return float32(r)
+		}
+		return a
+	}
+	var mods []*Module
+	for _, l := range linears {
+		mods = append(mods, &Module{Layer: l.Key, Rank: cfg.Dim, Alpha: alphaOr(cfg.Alpha, cfg.Dim), Kernel: 1})
+	}
+	for _, c := range convs {
+		m := &Module{Layer: c.Key, Conv: true, Kernel: c.Kernel, stride: c.Stride, pad: c.Pad,
+			Rank: cfg.Dim, Alpha: alphaOr(cfg.Alpha, cfg.Dim)}
+		if c.Kernel > 1 {
+			m.Rank, m.Alpha = cfg.ConvDim, alphaOr(cfg.ConvAlpha, cfg.ConvDim)
+		}
+		mods = append(mods, m)
+	}
+	// Shapes per module, then one flat layout in module order.
+	type spec struct {
+		down, mid, up tensor.Shape
+	}
+	specs := make([]spec, len(mods))
+	li, ci := 0, 0
+	for i, m := range mods {
+		name, err := KohyaName(m.Layer)
+		if err != nil {
+			return nil, err
+		}
+		m.Name, m.net = name, n
+		r := m.Rank
+		if !m.Conv {
+			l := linears[li]
+			li++
+			specs[i] = spec{down: tensor.Shape{r, l.In}, up: tensor.Shape{l.Out, r}}
+			continue
+		}
+		c := convs[ci]
+		ci++
+		k := c.Kernel
+		if cfg.Tucker && k > 1 {
+			specs[i] = spec{down: tensor.Shape{r, c.In, 1, 1}, mid: tensor.Shape{r, r, k, k}, up: tensor.Shape{c.Out, r, 1, 1}}
+		} else {
+			specs[i] = spec{down: tensor.Shape{r, c.In, k, k}, up: tensor.Shape{c.Out, r, 1, 1}}
+		}
+	}
+	total := 0
+	add := func(key string, s tensor.Shape) int {
+		off := total
+		n.Entries = append(n.Entries, Entry{Key: key, Offset: off, Shape: s})
+		total += s.Numel()
+		return off
+	}
+	offs := make([][3]int, len(mods))
+	for i, m := range mods {
+		offs[i][0] = add(m.Name+".lora_down.weight", specs[i].down)
+		offs[i][2] = add(m.Name+".lora_up.weight", specs[i].up)
+		if specs[i].mid != nil {
+			offs[i][1] = add(m.Name+".lora_mid.weight", specs[i].mid)
+		}
+	}
+	n.index = make(map[string]int, len(n.Entries))
+	for i, en := range n.Entries {
+		n.index[en.Key] = i
+	}
+	n.Params = e.B.Alloc(tensor.F32, total)
+	n.Grads = e.B.Alloc(tensor.F32, total)
+	e.B.Fill(n.Grads, 0)
+	init := make([]float32, total)
+	for i, m := range mods {
+		wrap := func(off int, s tensor.Shape) *tensor.Tensor {
+			v := e.Wrap(e.B.View(n.Params, off, s.Numel()), s...)
+			return v.Param(e.B.View(n.Grads, off, s.Numel()))
+		}
+		fill := func(off int, s tensor.Shape) {
+			fanIn := s.Numel() / s[0]
+			bound := 1 / math.Sqrt(float64(fanIn))
+			for j := off; j < off+s.Numel(); j++ {
+				init[j] = float32((rng.Float64()*2 - 1) * bound)
+			}
+		}
+		m.Down = wrap(offs[i][0], specs[i].down)
+		m.Up = wrap(offs[i][2], specs[i].up)
+		fill(offs[i][0], specs[i].down)
+		if specs[i].mid != nil {
+			m.Mid = wrap(offs[i][1], specs[i].mid)
+			fill(offs[i][1], specs[i].mid)
+		}
+	}
+	e.B.Upload(n.Params, init)
+	n.Modules = mods
+	// Hook the layers.
+	li, ci = 0, 0
+	for _, m := range mods {
+		m := m
+		if m.Conv {
+			convs[ci].Extra = m.forwardConv
+			ci++
+		} else {
+			linears[li].Extra = m.forwardLinear
+			li++
+		}
+	}
+	return n, nil
+}
+
+// weight returns a factor in the activation dtype (a cast of the F32 master
+// copy when the engine computes in F16/BF16).
+func (m *Module) weight(t *tensor.Tensor) *tensor.Tensor {
+	if t.DType() == m.net.e.Act {
+		return t
+	}
+	return tensor.Cast(t, m.net.e.Act)
+}
+
+func (m *Module) forwardLinear(x *tensor.Tensor) *tensor.Tensor {
+	h := tensor.Linear(x, m.weight(m.Down), nil)
+	up := m.Up
+	return tensor.Scale(tensor.Linear(h, m.weight(up), nil), m.Scale())
+}
+
+func (m *Module) forwardConv(x *tensor.Tensor) *tensor.Tensor {
+	var h *tensor.Tensor
+	if m.Mid != nil {
+		h = tensor.Conv2D(x, m.weight(m.Down), nil, 1, 0)
+		h = tensor.Conv2D(h, m.weight(m.Mid), nil, m.stride, m.pad)
+	} else {
+		h = tensor.Conv2D(x, m.weight(m.Down), nil, m.stride, m.pad)
+	}
+	return tensor.Scale(tensor.Conv2D(h, m.weight(m.Up), nil, 1, 0), m.Scale())
+}
+
+// Detach removes the hooks from the layers (the base model runs unchanged).
+func Detach(linears []*nn.Linear, convs []*nn.Conv2d) {
+	for _, l := range linears {
+		l.Extra = nil
+	}
+	for _, c := range convs {
+		c.Extra = nil
+	}
+}
+
+// Entry returns the flat-buffer entry for a file key.
+func (n *Network) Entry(key string) (Entry, bool) {
+	i, ok := n.index[key]
+	if !ok {
+		return Entry{}, false
+	}
+	return n.Entries[i], true
+}
+
+// Len is the number of trainable values.
+func (n *Network) Len() int { return n.Params.Len() }
+
+// ZeroGrad clears the gradient buffer.
+func (n *Network) ZeroGrad() { n.e.B.Fill(n.Grads, 0) }
+
+// SetValues uploads values for the tensor with file key key.
+func (n *Network) SetValues(key string, v []float32) error {
+	en, ok := n.Entry(key)
+	if !ok {
+		return fmt.Errorf("lycoris: network has no tensor %s", key)
+	}
+	if len(v) != en.Shape.Numel() {
+		return fmt.Errorf("lycoris: %s: %d values for shape %v", key, len(v), en.Shape)
+	}
+	n.e.B.Upload(n.e.B.View(n.Params, en.Offset, len(v)), v)
+	return nil
+}
+
+// Values downloads the tensor with file key key (from the parameter or, if
+// grad, the gradient buffer).
+func (n *Network) Values(key string, grad bool) ([]float32, error) {
+	en, ok := n.Entry(key)
+	if !ok {
+		return nil, fmt.Errorf("lycoris: network has no tensor %s", key)
+	}
+	src := n.Params
+	if grad {
+		src = n.Grads
+	}
+	out := make([]float32, en.Shape.Numel())
+	n.e.B.Download(out, n.e.B.View(src, en.Offset, len(out)))
+	return out, nil
+}
