@@ -241,8 +241,12 @@ func (e *env) check(op, what string, got []float32, want []float64, tol float64)
 		kind = "RMS error (want is zero)"
 	}
 	if !(metric <= tol) {
-		e.errorf("%s: %s %s %.3g > tolerance %.3g (%d elements); worst at [%d]: got %.7g, want %.7g; %s",
-			op, what, kind, metric, tol, len(got), worst, got[worst], want[worst], firstValues(got, want))
+		limit := fmt.Sprintf("tolerance %.3g", tol)
+		if tol == 0 {
+			limit = "0 (must be exact)"
+		}
+		e.errorf("%s: %s %s %.3g > %s (%d elements); worst at [%d]: got %.7g, want %.7g; %s",
+			op, what, kind, metric, limit, len(got), worst, got[worst], want[worst], firstValues(got, want))
 		return false
 	}
 	return true
