@@ -53,6 +53,16 @@ func NewProgress(mode ProgressMode, w io.Writer, label string, total int) *Progr
 	return &Progress{w: w, label: label, total: total}
 }
 
+// SetTotal sets the number of items expected.
+func (p *Progress) SetTotal(n int) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.total = n
+	p.mu.Unlock()
+}
+
 // Add records n more items done.
 func (p *Progress) Add(n int) {
 	if p == nil {
