@@ -119,9 +119,8 @@ func (f *File) Close() error {
 // Path returns the name the file was opened with.
 func (f *File) Path() string { return f.path }
 
-// Names returns the tensor names, sorted byte-wise. The slice is shared;
-// do not modify it.
-func (f *File) Names() []string { return f.names }
+// Names returns the tensor names, sorted byte-wise.
+func (f *File) Names() []string { return slices.Clone(f.names) }
 
 // Info returns the description of the named tensor.
 func (f *File) Info(name string) (TensorInfo, bool) {
