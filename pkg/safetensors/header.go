@@ -81,7 +81,8 @@ func parseHeader(path string, prefix []byte, fileSize int64) (*header, error) {
 	if !utf8.Valid(js) {
 		return nil, fail("", "header is not valid UTF-8")
 	}
-	if len(js) == 0 || js[0] != '{' {
+	// Leading whitespace is valid JSON and the reference reader takes it.
+	if trimmed := bytes.TrimLeft(js, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fail("", "header is not a JSON object (it starts %q)", firstBytes(js))
 	}
 
@@ -93,7 +94,7 @@ func parseHeader(path string, prefix []byte, fileSize int64) (*header, error) {
 	var entries []entry
 
 	dec := json.NewDecoder(bytes.NewReader(js))
-	if _, err := dec.Token(); err != nil { // '{', checked above
+	if _, err := dec.Token(); err != nil { // '{', checked above (cannot fail)
 		return nil, fail("", "header is not JSON: %v", err)
 	}
 	seen := map[string]bool{}

@@ -131,6 +131,7 @@ func TestAccepted(t *testing.T) {
 		{"metadata null", rawFile(`{"__metadata__":null}`, 0, -1), nil},
 		{"unpadded header, odd length", rawFile(`{"x":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}`, 3, -1), []string{"x"}},
 		{"listed out of offset order", rawFile(`{"b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 2, -1), []string{"a", "b"}},
+		{"leading whitespace", rawFile(" \n{}", 0, -1), nil},
 		{"unknown keys ignored, whitespace", rawFile("{ \"x\" : {\"dtype\":\"BOOL\", \"extra\": [1], \"shape\":[2],\"data_offsets\":[0,2]} }\n  ", 2, -1), []string{"x"}},
 		{"zero-size tensors share an offset", rawFile(`{"e":{"dtype":"F32","shape":[0,5],"data_offsets":[0,0]},"f":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, 1, -1), []string{"e", "f", "x"}},
 	}
