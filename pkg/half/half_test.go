@@ -301,6 +301,25 @@ func TestSlicesMatchScalar(t *testing.T) {
 		}
 	}
 
+	// Every 16-bit pattern through the widening slice forms.
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	wide := make([]float32, 1<<16)
+	F16sToF32s(wide, all)
+	for i, h := range all {
+		if math.Float32bits(wide[i]) != math.Float32bits(F16ToF32(h)) {
+			t.Fatalf("F16sToF32s of %#04x = %#08x, scalar %#08x", h, math.Float32bits(wide[i]), math.Float32bits(F16ToF32(h)))
+		}
+	}
+	BF16sToF32s(wide, all)
+	for i, h := range all {
+		if math.Float32bits(wide[i]) != math.Float32bits(BF16ToF32(h)) {
+			t.Fatalf("BF16sToF32s of %#04x differs from scalar", h)
+		}
+	}
+
 	// Lengths differ: only the common prefix is written.
 	dst := []float32{7, 7, 7}
 	F16sToF32s(dst, []uint16{0x3c00, 0x4000})
