@@ -26,7 +26,8 @@ type File struct {
 
 // Open opens and validates the safetensors file at path. The file is
 // memory-mapped where the system allows it and read with ReadAt otherwise.
-// Tensor data is read only when asked for.
+// Tensor data is read only when asked for. A mapped file must not be
+// truncated by another process while it is open (reads would fault).
 func Open(path string) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
