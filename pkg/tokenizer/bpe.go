@@ -56,6 +56,8 @@ type Tokenizer struct {
 	// merges maps a pair of symbols (first<<32 | second) to its rank and
 	// the symbol it merges into.
 	merges map[uint64]merge
+	// ordered is mergesOrdered(merges): long words may use bpeHeap.
+	ordered bool
 
 	bos, eos, unk int32
 	vocabSize     int
@@ -122,6 +124,7 @@ func newTokenizer(source string, encoder map[string]int32, merges [][2]string) (
 		// last rank.
 		t.merges[uint64(a)<<32|uint64(uint32(b))] = merge{rank: int32(rank), result: intern(m[0] + m[1])}
 	}
+	t.ordered = mergesOrdered(merges)
 	return t, nil
 }
 
@@ -180,6 +183,14 @@ func (t *Tokenizer) appendBPE(ids []int32, pre string) []int32 {
 // adjacent pair is a known merge, take the pair of lowest rank and merge
 // all its occurrences, left to right without overlap.
 func (t *Tokenizer) bpe(word []int32) []int32 {
+	if t.ordered && len(word) >= heapMinSymbols {
+		return t.bpeHeap(word)
+	}
+	return t.bpeLoop(word)
+}
+
+// bpeLoop is CLIP's bpe loop as written: quadratic in the word length.
+func (t *Tokenizer) bpeLoop(word []int32) []int32 {
 	for len(word) > 1 {
 		best := merge{rank: -1}
 		var bestA, bestB int32

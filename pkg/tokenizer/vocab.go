@@ -24,6 +24,9 @@ const (
 	// vocabulary file (49152 - 256 - 2).
 	maxMerges = 49152 - 256 - 2
 
+	// maxVocabBytes bounds the uncompressed size of a vocabulary file.
+	maxVocabBytes = 64 << 20
+
 	startOfText = "<|startoftext|>"
 	endOfText   = "<|endoftext|>"
 )
@@ -96,12 +99,18 @@ func LoadOpenAI(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
+	return parseOpenAI(path, data)
+}
+
+// parseOpenAI builds a tokenizer from the bytes of an OpenAI vocabulary
+// file; path is for messages.
+func parseOpenAI(path string, data []byte) (*Tokenizer, error) {
 	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: %v", path, err)
 		}
-		data, err = io.ReadAll(zr)
+		data, err = io.ReadAll(io.LimitReader(zr, maxVocabBytes))
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: corrupt gzip data: %v", path, err)
 		}
