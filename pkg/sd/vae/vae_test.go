@@ -126,11 +126,13 @@ func TestGolden(t *testing.T) {
 	})
 }
 
-// TestEncodeFrees checks that Encode without gradients leaves no
-// activation behind: what stays live is the two results and the small
-// per-norm statistics (mean, rstd) and the attention log-sum-exp.
+// TestEncodeFrees checks that Encode without gradients frees as it goes:
+// at its peak it holds a few full-resolution activations, and afterwards
+// only the two results, the small per-norm statistics (mean, rstd) and the
+// attention log-sum-exp stay live.
 func TestEncodeFrees(t *testing.T) {
-	e := tensor.NewEngine(cpu.New())
+	cb := newCounting(cpu.New())
+	e := tensor.NewEngine(cb)
 	cfg := vae.DefaultConfig()
 	cfg.Ch = 32
 	b := nn.NewBuilder(vae.Prefix, randSource{e, 3})
@@ -138,7 +140,7 @@ func TestEncodeFrees(t *testing.T) {
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	x := e.FromFloat32(randn(5, 2*3*32*40), 2, 3, 32, 40)
+	x := e.FromFloat32(randn(5, 2*3*64*80), 2, 3, 64, 80)
 	norms := 0
 	count := func(r *vae.ResBlock) { norms += 2 }
 	for _, l := range v.Encoder.Down {
@@ -150,15 +152,25 @@ func TestEncodeFrees(t *testing.T) {
 	count(v.Encoder.Mid.Block2)
 	norms += 2 // mid.attn_1.norm, norm_out
 	before := e.ArenaLive()
+	weights := cb.live
 	var mean, logvar *tensor.Tensor
 	e.NoGrad(func() { mean, logvar = v.Encode(x) })
 	live := e.ArenaLive() - before
+	// One full-resolution activation is [2, Ch, 64, 80]; a ResBlock needs
+	// its input, the normalised input and the conv output at once, the
+	// downsampler the input, its padded copy and a scratch copy.
+	act := 2 * cfg.Ch * 64 * 80 * 4
+	if peak := cb.peak - weights; peak > 4*act {
+		t.Errorf("Encode peak %d bytes above the weights, want at most 4 activations (%d bytes)", peak, 4*act)
+	} else {
+		t.Logf("Encode peak %.2f activations of [2,%d,64,80]", float64(peak)/float64(act), cfg.Ch)
+	}
 	// x stays; mean, logvar; 2 statistics per norm; 1 lse.
 	if want := 2 + 2*norms + 1; live > want {
 		t.Errorf("after Encode %d arena allocations are live, want at most %d (results and statistics)", live, want)
 	}
-	if !mean.Shape().Equal(tensor.Shape{2, 4, 4, 5}) || !logvar.Shape().Equal(tensor.Shape{2, 4, 4, 5}) {
-		t.Errorf("mean %v, logvar %v, want [2,4,4,5]", mean.Shape(), logvar.Shape())
+	if !mean.Shape().Equal(tensor.Shape{2, 4, 8, 10}) || !logvar.Shape().Equal(tensor.Shape{2, 4, 8, 10}) {
+		t.Errorf("mean %v, logvar %v, want [2,4,8,10]", mean.Shape(), logvar.Shape())
 	}
 }
 
