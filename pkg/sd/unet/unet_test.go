@@ -67,7 +67,9 @@ func TestKeysSD15(t *testing.T) {
 	}
 }
 
-func loadCase(t *testing.T, c *golden.Case, e *tensor.Engine) *UNet {
+func loadCase(t *testing.T, c *golden.Case, e *tensor.Engine) *UNet { return loadCaseB(t, c, e) }
+
+func loadCaseB(t testing.TB, c *golden.Case, e *tensor.Engine) *UNet {
 	t.Helper()
 	var cfg Config
 	if err := json.Unmarshal(c.Config, &cfg); err != nil {
