@@ -100,12 +100,7 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 					continue
 				}
 				corr := expf(m[i] - mx)
-				var sum float32
-				for j, x := range row {
-					e := expf(x - mx)
-					row[j] = e
-					sum += e
-				}
+				sum := expShift(row, mx)
 				l[i] = l[i]*corr + sum
 				m[i] = mx
 				if corr != 1 {
@@ -194,9 +189,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 					if p.Causal {
 						lim = min(kn, max(q0+i+1-k0, 0))
 					}
-					for j := 0; j < lim; j++ {
-						row[j] = expf(row[j] - li)
-					}
+					expShift(row[:lim], li)
 					clear(row[lim:])
 				}
 				if dvs != nil {

@@ -66,3 +66,14 @@ func expf(x float32) float32 {
 	}
 	return p * math.Float32frombits(uint32(k+127)<<23)
 }
+
+// expShiftGo is the portable expShift.
+func expShiftGo(x []float32, shift float32) float32 {
+	var s float32
+	for i, v := range x {
+		e := expf(v - shift)
+		x[i] = e
+		s += e
+	}
+	return s
+}

@@ -400,3 +400,32 @@ func TestAdamWGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestExpShift checks the vector exp (when present) against math.Exp,
+// including the −Inf of masked scores and lengths off a multiple of 16.
+func TestExpShift(t *testing.T) {
+	t.Logf("vector exp in use: %v", useVectorExp())
+	r := newRand(18)
+	for _, n := range []int{1, 15, 16, 17, 100, 1000} {
+		x := randn(r, n)
+		for i := range x {
+			x[i] *= 60
+		}
+		x[n/2] = float32(math.Inf(-1))
+		want := make([]float64, n)
+		var wsum float64
+		for i, v := range x {
+			want[i] = math.Exp(float64(v) - 3)
+			wsum += want[i]
+		}
+		got := append([]float32(nil), x...)
+		s := expShift(got, 3)
+		near(t, fmt.Sprintf("expShift n=%d", n), got, want, 3e-7)
+		if math.Abs(float64(s)-wsum) > 1e-6*wsum {
+			t.Errorf("expShift n=%d: sum %v, want %v", n, s, wsum)
+		}
+		if got[n/2] != 0 {
+			t.Errorf("expShift(-Inf) = %v, want 0", got[n/2])
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package cpu
+
+import (
+	"fmt"
+	"testing"
+
+	"loco/pkg/tensor"
+)
+
+// Benchmarks at Stable Diffusion 1.5 sizes (512 px: latent 64×64). They
+// use 2 workers, the size of the reference machine, unless -cpu says less.
+
+func benchThreads(b *testing.B) {
+	old := Threads()
+	SetThreads(min(2, old))
+	b.Cleanup(func() { SetThreads(old) })
+}
+
+func benchStorage(be *Backend, n int, seed uint64) tensor.Storage {
+	return up(be, randn(newRand(seed), n))
+}
+
+func BenchmarkGemm(b *testing.B) {
+	for _, s := range [][3]int{{1024, 1024, 1024}, {4096, 320, 2880}} {
+		m, n, k := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
+			benchThreads(b)
+			be := New()
+			a, bb, c := benchStorage(be, m*k, 1), benchStorage(be, k*n, 2), be.Alloc(tensor.F32, m*n)
+			p := tensor.GemmParams{M: m, N: n, K: k, Alpha: 1}
+			for b.Loop() {
+				be.Gemm(c, a, bb, p)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkConv3x3(b *testing.B) {
+	p := tensor.ConvParams{N: 1, C: 320, H: 64, W: 64, K: 320, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	flops := 2 * float64(p.N*p.K*p.P()*p.Q()*p.C*p.R*p.S)
+	be := New()
+	x := benchStorage(be, p.N*p.C*p.H*p.W, 1)
+	w := benchStorage(be, p.K*p.C*p.R*p.S, 2)
+	bias := benchStorage(be, p.K, 3)
+	y := benchStorage(be, p.N*p.K*p.P()*p.Q(), 4)
+	dx := be.Alloc(tensor.F32, p.N*p.C*p.H*p.W)
+	dw := be.Alloc(tensor.F32, p.K*p.C*p.R*p.S)
+	for _, c := range []struct {
+		name string
+		fn   func()
+	}{
+		{"forward", func() { be.Conv2D(y, x, w, bias, p) }},
+		{"backward_data", func() { be.Conv2DBackwardData(dx, y, w, p) }},
+		{"backward_filter", func() { be.Conv2DBackwardFilter(dw, nil, y, x, p) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchThreads(b)
+			for b.Loop() {
+				c.fn()
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+		})
+	}
+}
+
+// BenchmarkAttention: 8 heads × 4096 tokens × 40 dims (the first UNet
+// level at 512 px). FLOPs are the algorithm's matrix products: 4·T²·D per
+// head forward (QKᵀ, PV), 8·T²·D backward (dV, dP, dQ, dK; the recomputed
+// QKᵀ is not counted).
+func BenchmarkAttention(b *testing.B) {
+	p := tensor.AttnParams{B: 1, H: 8, Tq: 4096, Tk: 4096, D: 40, Scale: 0.158113883}
+	n := p.B * p.Tq * p.H * p.D
+	be := New()
+	q, k, v := benchStorage(be, n, 1), benchStorage(be, n, 2), benchStorage(be, n, 3)
+	o, lse := be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, p.B*p.H*p.Tq)
+	do := benchStorage(be, n, 4)
+	dq, dk, dv := be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, n), be.Alloc(tensor.F32, n)
+	be.Attention(o, lse, q, k, v, p)
+	unit := float64(p.B*p.H) * float64(p.Tq) * float64(p.Tk) * float64(p.D)
+	b.Run("forward", func(b *testing.B) {
+		benchThreads(b)
+		for b.Loop() {
+			be.Attention(o, lse, q, k, v, p)
+		}
+		b.ReportMetric(4*unit*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+	})
+	b.Run("backward", func(b *testing.B) {
+		benchThreads(b)
+		for b.Loop() {
+			be.AttentionBackward(dq, dk, dv, do, q, k, v, o, lse, p)
+		}
+		b.ReportMetric(8*unit*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+	})
+}
+
+// BenchmarkMemoryBound reports GB/s (bytes read plus written) of the
+// elementwise and normalisation ops on a 2×320×64×64 activation.
+func BenchmarkMemoryBound(b *testing.B) {
+	const n, c, hw = 2, 320, 64 * 64
+	be := New()
+	size := n * c * hw
+	x, y, dy, dx := benchStorage(be, size, 1), be.Alloc(tensor.F32, size), benchStorage(be, size, 2), be.Alloc(tensor.F32, size)
+	gamma, beta := benchStorage(be, c, 3), benchStorage(be, c, 4)
+	mean, rstd := be.Alloc(tensor.F32, n*32), be.Alloc(tensor.F32, n*32)
+	np := tensor.NormParams{N: n, C: c, HW: hw, Groups: 32, Eps: 1e-5, SiLU: true}
+	be.GroupNorm(y, mean, rstd, x, gamma, beta, np)
+	for _, cs := range []struct {
+		name   string
+		arrays int // full-size arrays read + written
+		fn     func()
+	}{
+		{"groupnorm_silu", 3, func() { be.GroupNorm(y, mean, rstd, x, gamma, beta, np) }},
+		{"groupnorm_silu_backward", 4, func() { be.GroupNormBackward(dx, nil, nil, dy, x, mean, rstd, gamma, beta, np) }},
+		{"silu", 2, func() { be.Unary(tensor.OpSiLU, y, x) }},
+		{"gelu", 2, func() { be.Unary(tensor.OpGELU, y, x) }},
+		{"silu_backward", 4, func() { be.UnaryBackward(tensor.OpSiLU, dx, dy, x) }},
+		{"add_channel_bias", 2, func() { be.Binary(tensor.OpAdd, y, x, gamma, tensor.Broadcast{Inner: hw, BLen: c}) }},
+		{"add_same_shape", 3, func() { be.Binary(tensor.OpAdd, y, x, dy, tensor.Broadcast{Inner: 1, BLen: size}) }},
+		{"permute_nchw_nhwc", 2, func() { be.Permute(y, x, []int{n, c, hw}, []int{0, 2, 1}, false) }},
+		{"upsample2x", 5, func() { be.Upsample2x(dx, x, n*c/4, 64, 64) }},
+	} {
+		b.Run(cs.name, func(b *testing.B) {
+			benchThreads(b)
+			for b.Loop() {
+				cs.fn()
+			}
+			b.ReportMetric(float64(cs.arrays*size*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}

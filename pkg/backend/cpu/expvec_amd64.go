@@ -1,0 +1,33 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
+
+//go:noescape
+func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
+
+// useAVX512 selects the vector exp; LOCO_NOASM=1 forces the Go loop (as
+// it does for the SGEMM kernels).
+var useAVX512 = cpu.X86.HasAVX512F && os.Getenv("LOCO_NOASM") != "1"
+
+// expShift sets x[i] = exp(x[i] − shift) and returns Σ x[i].
+func expShift(x []float32, shift float32) float32 {
+	if !useAVX512 || len(x) < 16 {
+		return expShiftGo(x, shift)
+	}
+	var sums [16]float32
+	n := len(x) &^ 15
+	expShiftAVX512(x[:n], shift, &sums)
+	s := expShiftGo(x[n:], shift)
+	for _, v := range sums {
+		s += v
+	}
+	return s
+}
+
+func useVectorExp() bool { return useAVX512 }

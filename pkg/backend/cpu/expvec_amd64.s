@@ -1,0 +1,72 @@
+//go:build amd64 && !noasm
+
+#include "textflag.h"
+
+// func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
+//
+// For n = len(x) rounded down to a multiple of 16: x[i] = exp(x[i] - shift),
+// and sums[l] = the sum of lane l's results. exp as in expf: k = round(x·log2e),
+// r = x − k·ln2 (two-part ln2), e^r by a degree-6 polynomial, times 2^k by
+// VSCALEFPS (which underflows gracefully to 0). Inputs are clamped to
+// [−104, 88.72] first, so −Inf gives 0.
+TEXT ·expShiftAVX512(SB), NOSPLIT, $0-40
+	MOVQ x_base+0(FP), SI
+	MOVQ x_len+8(FP), CX
+	MOVQ sums+32(FP), DI
+	SHRQ $4, CX
+	VBROADCASTSS shift+24(FP), Z15
+
+	MOVL $0x3fb8aa3b, AX // log2e
+	VPBROADCASTD AX, Z14
+	MOVL $0x3f318000, AX // ln2hi 0.693359375
+	VPBROADCASTD AX, Z13
+	MOVL $0xb95e8083, AX // ln2lo -2.12194440e-4
+	VPBROADCASTD AX, Z12
+	MOVL $0xc2d00000, AX // -104
+	VPBROADCASTD AX, Z11
+	MOVL $0x42b17217, AX // 88.72283
+	VPBROADCASTD AX, Z10
+	MOVL $0x3ab60b61, AX // 1/720
+	VPBROADCASTD AX, Z9
+	MOVL $0x3c088889, AX // 1/120
+	VPBROADCASTD AX, Z8
+	MOVL $0x3d2aaaab, AX // 1/24
+	VPBROADCASTD AX, Z7
+	MOVL $0x3e2aaaab, AX // 1/6
+	VPBROADCASTD AX, Z6
+	MOVL $0x3f000000, AX // 1/2
+	VPBROADCASTD AX, Z5
+	MOVL $0x3f800000, AX // 1
+	VPBROADCASTD AX, Z4
+	VXORPS Z3, Z3, Z3    // lane sums
+
+	TESTQ CX, CX
+	JZ done
+
+loop:
+	VMOVUPS (SI), Z0
+	VSUBPS Z15, Z0, Z0
+	VMAXPS Z11, Z0, Z0
+	VMINPS Z10, Z0, Z0
+	VMULPS Z14, Z0, Z1
+	VRNDSCALEPS $0, Z1, Z1     // k = round to nearest
+	VFNMADD231PS Z13, Z1, Z0   // r = x - k*ln2hi
+	VFNMADD231PS Z12, Z1, Z0   // r -= k*ln2lo
+	VMOVAPS Z9, Z2
+	VFMADD213PS Z8, Z0, Z2     // p = p*r + 1/120
+	VFMADD213PS Z7, Z0, Z2
+	VFMADD213PS Z6, Z0, Z2
+	VFMADD213PS Z5, Z0, Z2
+	VFMADD213PS Z4, Z0, Z2
+	VFMADD213PS Z4, Z0, Z2     // p = p*r + 1
+	VSCALEFPS Z1, Z2, Z2       // p * 2^k
+	VMOVUPS Z2, (SI)
+	VADDPS Z2, Z3, Z3
+	ADDQ $64, SI
+	DECQ CX
+	JNZ loop
+
+done:
+	VMOVUPS Z3, (DI)
+	VZEROUPPER
+	RET

@@ -1,0 +1,8 @@
+//go:build !amd64 || noasm
+
+package cpu
+
+// expShift sets x[i] = exp(x[i] − shift) and returns Σ x[i].
+func expShift(x []float32, shift float32) float32 { return expShiftGo(x, shift) }
+
+func useVectorExp() bool { return false }
