@@ -34,6 +34,9 @@
 //     under test is F32 and Tol is set). Copies, casts, fills, views,
 //     permutes without accumulation, upsampling and embedding lookups must
 //     be exact, and so must Upload/Download (round to nearest, ties to even).
+//   - Arguments whose lengths do not match their dimensions (a short C, a
+//     wrong-sized conv output, an embedding id past the table, ...) must make
+//     the backend panic with an *tensor.OpError naming the op.
 //   - A failure names the case and the output and prints the metric, the
 //     worst element (index, got, want) and the first values.
 //

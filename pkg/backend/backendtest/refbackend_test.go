@@ -47,6 +47,7 @@ func (refBackend) View(s tensor.Storage, off, n int) tensor.Storage {
 	return &refStorage{s.DType(), rs(s).data[off : off+n : off+n]}
 }
 func (refBackend) Upload(dst tensor.Storage, src []float32) {
+	need("upload", "dst", dst, len(src))
 	put(dst, f64(src))
 }
 func (refBackend) Download(dst []float32, src tensor.Storage) { copy(dst, rs(src).data) }
@@ -56,7 +57,10 @@ func (refBackend) Fill(dst tensor.Storage, v float32) {
 		d.data[i] = roundTo(d.dt, v)
 	}
 }
-func (refBackend) Copy(dst, src tensor.Storage) { put(dst, get(src)) }
+func (refBackend) Copy(dst, src tensor.Storage) {
+	need("copy", "dst", dst, src.Len())
+	put(dst, get(src))
+}
 func (refBackend) CopyStrided(dst, src tensor.Storage, p tensor.StridedCopy) {
 	d, s := get(dst), get(src)
 	for r := 0; r < p.Rows; r++ {
@@ -73,11 +77,19 @@ func (refBackend) CopyStrided(dst, src tensor.Storage, p tensor.StridedCopy) {
 func (refBackend) Sync() error { return nil }
 
 func (refBackend) Gemm(c, a, b tensor.Storage, p tensor.GemmParams) {
+	na, nb, nc := gemmSizes(p)
+	atLeast("gemm", "a", a, na)
+	atLeast("gemm", "b", b, nb)
+	atLeast("gemm", "c", c, nc)
 	cv := get(c)
 	refGemm(cv, get(a), get(b), p)
 	put(c, cv)
 }
 func (refBackend) Conv2D(y, x, w, bias tensor.Storage, p tensor.ConvParams) {
+	nx, nw, ny := convLens(p)
+	need("conv2d", "x", x, nx)
+	need("conv2d", "w", w, nw)
+	need("conv2d", "y", y, ny)
 	yv := get(y)
 	refConv2D(yv, get(x), get(w), get(bias), p)
 	put(y, yv)
@@ -94,6 +106,8 @@ func (refBackend) Conv2DBackwardFilter(dw, dbias, dy, x tensor.Storage, p tensor
 	put(dbias, b)
 }
 func (refBackend) GroupNorm(y, mean, rstd, x, gamma, beta tensor.Storage, p tensor.NormParams) {
+	need("group_norm", "x", x, p.N*p.C*p.HW)
+	need("group_norm", "y", y, p.N*p.C*p.HW)
 	yv, m, r := get(y), get(mean), get(rstd)
 	refGroupNorm(yv, m, r, get(x), get(gamma), get(beta), p)
 	put(y, yv)
@@ -152,6 +166,10 @@ func (refBackend) SoftmaxBackward(dx, dy, y tensor.Storage, rows, cols int) {
 	put(dx, v)
 }
 func (refBackend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams) {
+	nq, nk, _ := attnLens(p)
+	need("attention", "q", q, nq)
+	need("attention", "o", o, nq)
+	need("attention", "k", k, nk)
 	ov, l := get(o), get(lse)
 	refAttention(ov, l, get(q), get(k), get(v), p)
 	put(o, ov)
@@ -165,6 +183,8 @@ func (refBackend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	put(dv, c)
 }
 func (refBackend) Binary(op tensor.BinaryOp, y, a, b tensor.Storage, p tensor.Broadcast) {
+	need("binary", "b", b, p.BLen)
+	need("binary", "y", y, a.Len())
 	v := get(a)
 	refBinary(op, v, get(a), get(b), p)
 	put(y, v)
@@ -190,6 +210,13 @@ func (refBackend) Axpy(y, x tensor.Storage, alpha float32) {
 	put(y, v)
 }
 func (refBackend) Permute(y, x tensor.Storage, shape, perm []int, accumulate bool) {
+	seen := make([]bool, len(shape))
+	for _, d := range perm {
+		if d < 0 || d >= len(shape) || seen[d] || len(perm) != len(shape) {
+			tensor.Errorf("permute", "%v is not a permutation of the axes of %v", perm, shape)
+		}
+		seen[d] = true
+	}
 	v := get(y)
 	refPermute(v, get(x), shape, perm, accumulate)
 	put(y, v)
@@ -210,6 +237,11 @@ func (refBackend) ResizeBilinear(y, x tensor.Storage, nc, h, w, oh, ow int) {
 	put(y, v)
 }
 func (refBackend) Embedding(y, table tensor.Storage, ids []int32, dim int) {
+	for _, id := range ids {
+		if id < 0 || int(id)*dim >= table.Len() {
+			tensor.Errorf("embedding", "id %d outside a table of %d rows", id, table.Len()/dim)
+		}
+	}
 	v := get(y)
 	refEmbedding(v, get(table), ids, dim)
 	put(y, v)
@@ -240,3 +272,16 @@ func (refBackend) AdamW(param, grad, m, v tensor.Storage, p tensor.AdamWParams) 
 }
 
 var _ tensor.Backend = refBackend{}
+
+// need and atLeast are the reference's length checks (the BadInput cases).
+func need(op, name string, s tensor.Storage, n int) {
+	if s.Len() != n {
+		tensor.Errorf(op, "%s has %d elements, want %d", name, s.Len(), n)
+	}
+}
+
+func atLeast(op, name string, s tensor.Storage, n int) {
+	if s.Len() < n {
+		tensor.Errorf(op, "%s has %d elements, needs %d", name, s.Len(), n)
+	}
+}

@@ -35,7 +35,14 @@ type (
 	mseSum            struct{ refBackend } // MSE sums instead of averaging
 	stridedOverrun    struct{ refBackend } // CopyStrided copies one element too many per row
 	sumSquaresNoNaN   struct{ refBackend } // SumSquares skips NaN
+	gemmNoCheck       struct{ refBackend } // Gemm checks no lengths (and indexes out of range)
 )
+
+func (b gemmNoCheck) Gemm(c, a, bb tensor.Storage, p tensor.GemmParams) {
+	cv := get(c)
+	refGemm(cv, get(a), get(bb), p)
+	put(c, cv)
+}
 
 func (b unaryOff) Unary(op tensor.UnaryOp, y, x tensor.Storage) {
 	b.refBackend.Unary(op, y, x)
@@ -148,6 +155,7 @@ func TestSuiteCatchesBugs(t *testing.T) {
 		{"MSE", mseSum{}, []tensor.DType{tensor.F32}, "loss"},
 		{"CopyStrided", stridedOverrun{}, []tensor.DType{tensor.F32}, "outside the rows must be untouched"},
 		{"SumSquares", sumSquaresNoNaN{}, []tensor.DType{tensor.F32}, "want NaN"},
+		{"BadInput", gemmNoCheck{}, []tensor.DType{tensor.F32}, "panicked with runtime.boundsError"},
 	} {
 		for _, dt := range f.dtypes {
 			t.Run(fmt.Sprintf("%T/%v", f.b, dt), func(t *testing.T) {

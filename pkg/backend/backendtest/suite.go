@@ -41,6 +41,7 @@ func cases() []testCase {
 		attentionCases(),
 		layoutCases(),
 		lossCases(),
+		badInputCases(),
 	} {
 		cs = append(cs, group...)
 	}
