@@ -210,6 +210,31 @@ func (m *Model) HiddenStates(ids [][]int32, n int) []*tensor.Tensor {
 	return hs
 }
 
+// Output holds a full forward pass.
+type Output struct {
+	Hidden []*tensor.Tensor // Layers+1 states [B, T, Width]: embeddings, then each layer's output
+	Last   *tensor.Tensor   // final_layer_norm(Hidden[Layers]): last_hidden_state
+}
+
+// Forward runs every layer and returns all hidden states and
+// last_hidden_state. Use Skip for a clip-skip output of the same pass.
+func (m *Model) Forward(ids [][]int32) Output {
+	hs := m.HiddenStates(ids, len(m.Layers))
+	return Output{Hidden: hs, Last: m.Final(hs[len(hs)-1])}
+}
+
+// Skip is the clip-skip N output of a forward pass: final_layer_norm of
+// hidden state Layers-N+1 (N = 1 is out.Last).
+func (m *Model) Skip(out Output, clipSkip int) *tensor.Tensor {
+	if clipSkip < 1 || clipSkip > len(m.Layers) {
+		tensor.Errorf("clip.Skip", "clip skip %d with %d layers", clipSkip, len(m.Layers))
+	}
+	if clipSkip == 1 {
+		return out.Last
+	}
+	return m.Final(out.Hidden[len(m.Layers)-clipSkip+1])
+}
+
 // Final is final_layer_norm(h).
 func (m *Model) Final(h *tensor.Tensor) *tensor.Tensor { return m.FinalLN.Forward(h) }
 

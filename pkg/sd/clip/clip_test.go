@@ -107,14 +107,14 @@ func TestGolden(t *testing.T) {
 		ids := idsOf(t, c, "ids")
 		outs := map[string][]float32{}
 		e.NoGrad(func() {
-			hs := m.HiddenStates(ids, cfg.Layers)
+			out := m.Forward(ids)
 			var all []float32
-			for _, h := range hs {
+			for _, h := range out.Hidden {
 				all = append(all, h.Float32s()...)
 			}
 			outs["hidden_states"] = all
-			outs["last"] = m.Final(hs[cfg.Layers]).Float32s()
-			outs["penultimate"] = m.Final(hs[cfg.Layers-1]).Float32s()
+			outs["last"] = out.Last.Float32s()
+			outs["penultimate"] = m.Skip(out, 2).Float32s()
 			// Encode computes the same through fewer layers.
 			golden.CheckRel(t, c.Name+"/Encode(1)", m.Encode(ids, 1).Float32s(), outs["last"], 0)
 			golden.CheckRel(t, c.Name+"/Encode(2)", m.Encode(ids, 2).Float32s(), outs["penultimate"], 0)
