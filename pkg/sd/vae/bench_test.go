@@ -23,7 +23,7 @@ func BenchmarkEncode512(b *testing.B) {
 	}
 	img := randn(2, 3*512*512)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < b.N; i++ {
 		x := e.FromFloat32(img, 1, 3, 512, 512)
 		e.NoGrad(func() {
@@ -33,6 +33,8 @@ func BenchmarkEncode512(b *testing.B) {
 		e.EndStep()
 	}
 	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(1.12e12*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s") // 1.12 TFLOP per encode
 	b.ReportMetric(float64(cb.peak)/1e6, "peak-MB")
 }
 
@@ -43,11 +45,12 @@ func BenchmarkDecode64(b *testing.B) {
 	v := vae.New(bl, vae.DefaultConfig())
 	z := randn(3, 4*64*64)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < b.N; i++ {
 		x := e.FromFloat32(z, 1, 4, 64, 64)
 		e.NoGrad(func() { _ = v.Decode(x).Float32s() })
 		e.EndStep()
 	}
 	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 }
