@@ -1,0 +1,286 @@
+package lycoris
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"loco/pkg/nn"
+	"loco/pkg/safetensors"
+)
+
+// FileModule is one module of a network file, on the host, in float32.
+type FileModule struct {
+	Name                         string
+	Down, Up, Mid                []float32
+	DownShape, UpShape, MidShape []int
+	Alpha                        float32
+	HasAlpha                     bool
+}
+
+// Rank is lora_down's first dimension.
+func (m *FileModule) Rank() int { return m.DownShape[0] }
+
+// File is a LoCon network file in kohya/LyCORIS layout.
+type File struct {
+	Path     string
+	Modules  []*FileModule // sorted by name
+	Metadata map[string]string
+}
+
+// Module returns the module called name.
+func (f *File) Module(name string) (*FileModule, bool) {
+	i := sort.Search(len(f.Modules), func(i int) bool { return f.Modules[i].Name >= name })
+	if i < len(f.Modules) && f.Modules[i].Name == name {
+		return f.Modules[i], true
+	}
+	return nil, false
+}
+
+// tensor suffixes of a LoCon module.
+const (
+	sufDown  = ".lora_down.weight"
+	sufUp    = ".lora_up.weight"
+	sufMid   = ".lora_mid.weight"
+	sufAlpha = ".alpha"
+)
+
+// ReadFile reads a LoCon network (any dtype; with or without lora_mid and
+// alpha). Keys that are not LoCon tensors (LoHa, LoKr, DyLoRA ...) are an
+// error listing them, and every module needs both lora_down and lora_up of
+// matching rank.
+func ReadFile(path string) (*File, error) {
+	sf, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer sf.Close()
+	f := &File{Path: path, Metadata: sf.Metadata()}
+	mods := map[string]*FileModule{}
+	get := func(name string) *FileModule {
+		m := mods[name]
+		if m == nil {
+			m = &FileModule{Name: name}
+			mods[name] = m
+		}
+		return m
+	}
+	var unknown []string
+	for _, k := range sf.Names() {
+		info, _ := sf.Info(k)
+		var name string
+		var dst *[]float32
+		var shape *[]int
+		switch {
+		case strings.HasSuffix(k, sufDown):
+			name = strings.TrimSuffix(k, sufDown)
+			m := get(name)
+			dst, shape = &m.Down, &m.DownShape
+		case strings.HasSuffix(k, sufUp):
+			name = strings.TrimSuffix(k, sufUp)
+			m := get(name)
+			dst, shape = &m.Up, &m.UpShape
+		case strings.HasSuffix(k, sufMid):
+			name = strings.TrimSuffix(k, sufMid)
+			m := get(name)
+			dst, shape = &m.Mid, &m.MidShape
+		case strings.HasSuffix(k, sufAlpha):
+			m := get(strings.TrimSuffix(k, sufAlpha))
+			v, err := sf.ReadFloat32(k)
+			if err != nil {
+				return nil, err
+			}
+			if len(v) != 1 {
+				return nil, fmt.Errorf("%s: %s has %d values, want a scalar", path, k, len(v))
+			}
+			m.Alpha, m.HasAlpha = v[0], true
+			continue
+		default:
+			unknown = append(unknown, k)
+			continue
+		}
+		v, err := sf.ReadFloat32(k)
+		if err != nil {
+			return nil, err
+		}
+		*dst, *shape = v, append([]int(nil), info.Shape...)
+	}
+	if len(unknown) > 0 {
+		if len(unknown) > 8 {
+			unknown = append(unknown[:8], fmt.Sprintf("… (%d more)", len(unknown)-8))
+		}
+		return nil, fmt.Errorf("%s: not a LoCon network (lora_down/lora_up/lora_mid/alpha); unexpected tensors: %s",
+			path, strings.Join(unknown, ", "))
+	}
+	for _, m := range mods {
+		switch {
+		case m.Down == nil || m.Up == nil:
+			return nil, fmt.Errorf("%s: module %s lacks lora_down or lora_up", path, m.Name)
+		case len(m.DownShape) < 2 || len(m.UpShape) < 2 || m.UpShape[1] != m.DownShape[0]:
+			return nil, fmt.Errorf("%s: module %s: lora_up %v does not match lora_down %v", path, m.Name, m.UpShape, m.DownShape)
+		case m.Mid != nil && (len(m.MidShape) != 4 || m.MidShape[0] != m.DownShape[0] || m.MidShape[1] != m.DownShape[0]):
+			return nil, fmt.Errorf("%s: module %s: lora_mid %v does not match rank %d", path, m.Name, m.MidShape, m.DownShape[0])
+		}
+		f.Modules = append(f.Modules, m)
+	}
+	sort.Slice(f.Modules, func(i, j int) bool { return f.Modules[i].Name < f.Modules[j].Name })
+	return f, nil
+}
+
+// Load copies a file's weights and alphas into the network. Every module of
+// the network must be in the file with the same shapes (the file may not
+// hold modules the network lacks).
+func (n *Network) Load(f *File) error {
+	byName := map[string]*Module{}
+	for _, m := range n.Modules {
+		byName[m.Name] = m
+	}
+	for _, fm := range f.Modules {
+		if byName[fm.Name] == nil {
+			return fmt.Errorf("%s: module %s matches no layer of the model", f.Path, fm.Name)
+		}
+	}
+	for _, m := range n.Modules {
+		fm, ok := f.Module(m.Name)
+		if !ok {
+			return fmt.Errorf("%s: no module %s", f.Path, m.Name)
+		}
+		if (fm.Mid != nil) != (m.Mid != nil) {
+			return fmt.Errorf("%s: module %s: Tucker (lora_mid) in the file %v, in the network %v", f.Path, m.Name, fm.Mid != nil, m.Mid != nil)
+		}
+		set := func(suffix string, v []float32, shape []int) error {
+			en, _ := n.Entry(m.Name + suffix)
+			if !en.Shape.Equal(shape) {
+				return fmt.Errorf("%s: %s%s has shape %v, the network wants %v", f.Path, m.Name, suffix, shape, en.Shape)
+			}
+			return n.SetValues(m.Name+suffix, v)
+		}
+		if err := set(sufDown, fm.Down, fm.DownShape); err != nil {
+			return err
+		}
+		if err := set(sufUp, fm.Up, fm.UpShape); err != nil {
+			return err
+		}
+		if fm.Mid != nil {
+			if err := set(sufMid, fm.Mid, fm.MidShape); err != nil {
+				return err
+			}
+		}
+		m.Alpha = float32(m.Rank)
+		if fm.HasAlpha && fm.Alpha != 0 {
+			m.Alpha = fm.Alpha
+		}
+	}
+	return nil
+}
+
+// Tensors returns the network's file tensors (lora_down, lora_up, lora_mid
+// and a scalar alpha per module) in dtype dt.
+func (n *Network) Tensors(dt safetensors.DType) ([]safetensors.Tensor, error) {
+	var out []safetensors.Tensor
+	for _, en := range n.Entries {
+		v := make([]float32, en.Shape.Numel())
+		n.e.B.Download(v, n.e.B.View(n.Params, en.Offset, len(v)))
+		t, err := safetensors.FromFloat32(en.Key, dt, en.Shape, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	for _, m := range n.Modules {
+		t, err := safetensors.FromFloat32(m.Name+sufAlpha, dt, []int{}, []float32{m.Alpha})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Save writes the network atomically in dtype dt with the metadata md plus
+// the kohya hashes sshs_model_hash (sha256 of the data section) and
+// sshs_legacy_hash (spec/fileformat.md §3).
+func (n *Network) Save(path string, dt safetensors.DType, md map[string]string) error {
+	ts, err := n.Tensors(dt)
+	if err != nil {
+		return err
+	}
+	meta, err := WithHashes(ts, md)
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteFile(path, ts, meta)
+}
+
+// WithHashes returns md plus sshs_model_hash and sshs_legacy_hash for the
+// given tensors.
+func WithHashes(ts []safetensors.Tensor, md map[string]string) (map[string]string, error) {
+	ss := map[string]string{}
+	out := map[string]string{}
+	for k, v := range md {
+		out[k] = v
+		if strings.HasPrefix(k, "ss_") {
+			ss[k] = v
+		}
+	}
+	var buf bytes.Buffer
+	if err := safetensors.Encode(&buf, ts, ss); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	hdr := int(binary.LittleEndian.Uint64(b[:8]))
+	sum := sha256.Sum256(b[8+hdr:])
+	out["sshs_model_hash"] = hex.EncodeToString(sum[:])
+	var win []byte
+	if len(b) > 1<<20 {
+		win = b[1<<20 : min(len(b), 1<<20+1<<16)]
+	}
+	legacy := sha256.Sum256(win)
+	out["sshs_legacy_hash"] = hex.EncodeToString(legacy[:])[:8]
+	return out, nil
+}
+
+// Preset names a layer selection of LyCORIS for SD 1.x.
+type Preset string
+
+const (
+	// PresetFull is current LyCORIS (≥ 1.9.0, preset "full"): every Linear
+	// and Conv2d of the UNet's ResBlocks, transformers, samplers, plus
+	// conv_in, conv_out and the two time-embedding Linears (282 layers).
+	PresetFull Preset = "full"
+	// Preset2023 is the LoCon package and LyCORIS < 1.9.0: the same without
+	// the four single layers (278 layers).
+	Preset2023 Preset = "2023"
+)
+
+// SelectUNet filters a UNet's layer lists (unet.UNet.Layers) by preset.
+func SelectUNet(p Preset, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linear, []*nn.Conv2d, error) {
+	switch p {
+	case PresetFull, "":
+		return linears, convs, nil
+	case Preset2023:
+	default:
+		return nil, nil, fmt.Errorf("lycoris: unknown preset %q (full, 2023)", p)
+	}
+	single := map[string]bool{
+		UNetPrefix + "time_embed.0": true, UNetPrefix + "time_embed.2": true,
+		UNetPrefix + "input_blocks.0.0": true, UNetPrefix + "out.2": true,
+	}
+	var l2 []*nn.Linear
+	var c2 []*nn.Conv2d
+	for _, l := range linears {
+		if !single[l.Key] {
+			l2 = append(l2, l)
+		}
+	}
+	for _, c := range convs {
+		if !single[c.Key] {
+			c2 = append(c2, c)
+		}
+	}
+	return l2, c2, nil
+}
