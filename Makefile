@@ -20,7 +20,8 @@ demo: build
 	rm -rf demo
 	$(GO) run ./scripts/demodata demo
 	$(BIN)/loco-scan demo/img --reg demo/reg | $(BIN)/loco-bucket -r 512 > demo/bucketed.jsonl
-	@echo "bucketed records: demo/bucketed.jsonl"
+	@echo "first bucketed record (all $$(wc -l < demo/bucketed.jsonl) in demo/bucketed.jsonl):"
+	@head -n 1 demo/bucketed.jsonl
 
 clean:
 	rm -rf $(BIN) demo
