@@ -34,38 +34,50 @@ func checkUnary(op tensor.UnaryOp) {
 
 func unaryForward[T float](op tensor.UnaryOp, y, x []T) {
 	y = y[:len(x)]
-	switch op {
-	case tensor.OpSiLU:
-		for i, v := range x {
-			y[i] = v * sigmoid(v)
-		}
-	case tensor.OpGELU:
+	if op == tensor.OpGELU {
 		for i, v := range x {
 			y[i] = gelu(v)
 		}
-	case tensor.OpQuickGELU:
-		for i, v := range x {
-			y[i] = v * sigmoid(1.702*v)
+		return
+	}
+	a := T(1) // SiLU: x·σ(x); QuickGELU: x·σ(1.702x)
+	if op == tensor.OpQuickGELU {
+		a = 1.702
+	}
+	var buf [chunk]T
+	for off := 0; off < len(x); off += chunk {
+		xs := x[off:min(off+chunk, len(x))]
+		s := buf[:len(xs)]
+		sigmoidRow(s, xs, a)
+		ys := y[off:][:len(xs)]
+		for i, v := range xs {
+			ys[i] = v * s[i]
 		}
 	}
 }
 
 func unaryBackward[T float](op tensor.UnaryOp, dx, dy, x []T) {
 	dx, dy = dx[:len(x)], dy[:len(x)]
-	switch op {
-	case tensor.OpSiLU:
-		for i, v := range x {
-			s := sigmoid(v)
-			dx[i] += dy[i] * s * (1 + v*(1-s))
-		}
-	case tensor.OpGELU:
+	if op == tensor.OpGELU {
 		for i, v := range x {
 			dx[i] += dy[i] * geluGrad(v)
 		}
-	case tensor.OpQuickGELU:
-		for i, v := range x {
-			s := sigmoid(1.702 * v)
-			dx[i] += dy[i] * (s + 1.702*v*s*(1-s))
+		return
+	}
+	// d/dx x·σ(ax) = σ + a·x·σ·(1−σ)
+	a := T(1)
+	if op == tensor.OpQuickGELU {
+		a = 1.702
+	}
+	var buf [chunk]T
+	for off := 0; off < len(x); off += chunk {
+		xs := x[off:min(off+chunk, len(x))]
+		s := buf[:len(xs)]
+		sigmoidRow(s, xs, a)
+		dxs, dys := dx[off:][:len(xs)], dy[off:][:len(xs)]
+		for i, v := range xs {
+			si := s[i]
+			dxs[i] += dys[i] * (si + a*v*si*(1-si))
 		}
 	}
 }

@@ -19,15 +19,15 @@ import (
 // attnBQ is the query block height.
 const attnBQ = 64
 
-// attnBK returns the key block width for head dimension d: as wide as 256,
-// but small enough that each block product stays below the size at which
-// the SGEMM would start its own workers (the attention already runs one
-// block per worker).
+// attnBK returns the key block width for head dimension d: 256 where a
+// block product stays below the size at which the SGEMM would start its
+// own workers (the attention already runs one block per worker), and
+// never under 128, where wide heads make the products big enough that
+// the SGEMM's own split costs little.
 func attnBK(d int) int {
 	const serialFlops = 2 * 96 * 96 * 96 // sgemm's parallel threshold
 	bk := serialFlops / (2 * attnBQ * d)
-	bk = min(256, max(16, bk&^15))
-	return bk
+	return min(256, max(128, bk&^15))
 }
 
 func attnCheck(op string, p tensor.AttnParams, q, k, v []float32) {

@@ -9,6 +9,9 @@ import (
 )
 
 //go:noescape
+func sigmoidAVX512(dst, x []float32, a float32)
+
+//go:noescape
 func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
 
 // useAVX512 selects the vector exp; LOCO_NOASM=1 forces the Go loop (as
@@ -31,3 +34,16 @@ func expShift(x []float32, shift float32) float32 {
 }
 
 func useVectorExp() bool { return useAVX512 }
+
+// sigmoidScaled sets dst[i] = 1/(1+exp(−a·x[i])) (len(dst) ≥ len(x)).
+func sigmoidScaled(dst, x []float32, a float32) {
+	dst = dst[:len(x)]
+	n := 0
+	if useAVX512 {
+		n = len(x) &^ 15
+		if n > 0 {
+			sigmoidAVX512(dst[:n], x[:n], a)
+		}
+	}
+	sigmoidScaledGo(dst[n:], x[n:], a)
+}

@@ -6,3 +6,6 @@ package cpu
 func expShift(x []float32, shift float32) float32 { return expShiftGo(x, shift) }
 
 func useVectorExp() bool { return false }
+
+// sigmoidScaled sets dst[i] = 1/(1+exp(−a·x[i])) (len(dst) ≥ len(x)).
+func sigmoidScaled(dst, x []float32, a float32) { sigmoidScaledGo(dst[:len(x)], x, a) }

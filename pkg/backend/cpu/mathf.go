@@ -77,3 +77,27 @@ func expShiftGo(x []float32, shift float32) float32 {
 	}
 	return s
 }
+
+// sigmoidScaledGo is the portable sigmoidScaled.
+func sigmoidScaledGo(dst, x []float32, a float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = 1 / (1 + expf(-a*v))
+	}
+}
+
+// sigmoidRow sets dst[i] = 1/(1+exp(−a·x[i])): the vector kernel for
+// float32, the scalar loop for float64.
+func sigmoidRow[T float](dst, x []T, a T) {
+	if d, ok := any(dst).([]float32); ok {
+		sigmoidScaled(d, any(x).([]float32), float32(a))
+		return
+	}
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = sigmoid(a * v)
+	}
+}
+
+// chunk is the length of the stack buffers of the elementwise loops.
+const chunk = 256

@@ -53,15 +53,11 @@ func groupNormForward[T float](y, mean, rstd, x, gamma, beta []T, hw, cpg, group
 			}
 			xr := seg[ci*hw:][:hw]
 			yr := y[ng*cpg*hw+ci*hw:][:hw]
+			for i, v := range xr {
+				yr[i] = (v-m)*scale + shift
+			}
 			if silu {
-				for i, v := range xr {
-					z := (v-m)*scale + shift
-					yr[i] = z * sigmoid(z)
-				}
-			} else {
-				for i, v := range xr {
-					yr[i] = (v-m)*scale + shift
-				}
+				siluInPlace(yr)
 			}
 		}
 	}
@@ -127,15 +123,18 @@ func groupNormBackward[T float](dx, dgamma, dbeta, dy, x, mean, rstd, gamma, bet
 					be = beta[c]
 				}
 				var sDz, sDzXhat float64
-				for i := ci * hw; i < (ci+1)*hw; i++ {
-					xhat := (xs[i] - mu) * rs
-					d := dys[i]
-					if silu {
-						z := xhat*ga + be
-						s := sigmoid(z)
-						d *= s * (1 + z*(1-s))
+				row := dz[ci*hw : (ci+1)*hw]
+				if silu {
+					// dz = dy·silu'(z) with z = xhat·gamma + beta
+					for i := range row {
+						row[i] = (xs[ci*hw+i]-mu)*rs*ga + be
 					}
-					dz[i] = d
+					siluGradInPlace(row, dys[ci*hw:(ci+1)*hw])
+				} else {
+					copy(row, dys[ci*hw:(ci+1)*hw])
+				}
+				for i, d := range row {
+					xhat := (xs[ci*hw+i] - mu) * rs
 					sDz += float64(d)
 					sDzXhat += float64(d * xhat)
 				}
@@ -272,6 +271,33 @@ func layerNormBackward[T float](dx, dgamma, dbeta, dy, x, mean, rstd, gamma []T,
 				d *= gamma[i]
 			}
 			dxr[i] += rs * (d - a - xhat*bb)
+		}
+	}
+}
+
+// siluInPlace sets z[i] = z[i]·σ(z[i]).
+func siluInPlace[T float](z []T) {
+	var buf [chunk]T
+	for off := 0; off < len(z); off += chunk {
+		zs := z[off:min(off+chunk, len(z))]
+		s := buf[:len(zs)]
+		sigmoidRow(s, zs, 1)
+		for i := range zs {
+			zs[i] *= s[i]
+		}
+	}
+}
+
+// siluGradInPlace replaces z[i] by dy[i]·silu'(z[i]).
+func siluGradInPlace[T float](z, dy []T) {
+	var buf [chunk]T
+	for off := 0; off < len(z); off += chunk {
+		zs := z[off:min(off+chunk, len(z))]
+		s := buf[:len(zs)]
+		sigmoidRow(s, zs, 1)
+		d := dy[off:][:len(zs)]
+		for i, v := range zs {
+			zs[i] = d[i] * s[i] * (1 + v*(1-s[i]))
 		}
 	}
 }

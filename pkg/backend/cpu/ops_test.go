@@ -429,3 +429,26 @@ func TestExpShift(t *testing.T) {
 		}
 	}
 }
+
+func TestSigmoidScaled(t *testing.T) {
+	r := newRand(19)
+	for _, n := range []int{3, 16, 33, 1000} {
+		x := randn(r, n)
+		for i := range x {
+			x[i] *= 30
+		}
+		x[0] = float32(math.Inf(-1))
+		if n > 1 {
+			x[1] = float32(math.Inf(1))
+		}
+		for _, a := range []float32{1, 1.702} {
+			got := make([]float32, n)
+			sigmoidScaled(got, x, a)
+			want := make([]float64, n)
+			for i, v := range x {
+				want[i] = 1 / (1 + math.Exp(-float64(a)*float64(v)))
+			}
+			near(t, fmt.Sprintf("sigmoid n=%d a=%v", n, a), got, want, 3e-7)
+		}
+	}
+}
