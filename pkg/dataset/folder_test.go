@@ -154,3 +154,15 @@ func TestCaptionCandidates(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseFolderName(f *testing.F) {
+	for _, s := range []string{"30_pralyco woman", "007_bond", "-2_x", " +3 _y", "1.5_x", "30"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		r, _, err := ParseFolderName(name)
+		if err == nil && r < 1 {
+			t.Fatalf("%q: accepted repeats %d", name, r)
+		}
+	})
+}
