@@ -148,8 +148,7 @@ type cublasAPI struct {
 func (c *cublasAPI) syms() []sym {
 	return []sym{
 		{"cublasCreate_v2", &c.cublasCreate}, {"cublasSetStream_v2", &c.cublasSetStream},
-		{"cublasSetMathMode", &c.cublasSetMathMode}, {"cublasGetVersion_v2", &c.cublasGetVersion},
-		{"cublasSetWorkspace_v2", &c.cublasSetWorkspace},
+		{"cublasSetMathMode", &c.cublasSetMathMode},
 		{"cublasGemmStridedBatchedEx", &c.cublasGemmStridedBatchedEx},
 	}
 }

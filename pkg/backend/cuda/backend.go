@@ -210,9 +210,17 @@ func (b *Backend) Alloc(dt tensor.DType, n int) tensor.Storage {
 	return &buffer{ptr: p, dt: dt, n: n, owner: true}
 }
 
+// Free returns s to the allocator's cache. Freeing a view, nil, or
+// storage already freed is a no-op (as on the CPU backend).
 func (b *Backend) Free(s tensor.Storage) {
-	x := buf("cuda.Free", s)
-	if x == nil || !x.owner {
+	if s == nil {
+		return
+	}
+	x, ok := s.(*buffer)
+	if !ok {
+		tensor.Errorf("cuda.Free", "storage of type %T is not CUDA storage", s)
+	}
+	if x == nil || !x.owner || x.freed {
 		return
 	}
 	if err := b.mem.release(x.ptr); err != nil {

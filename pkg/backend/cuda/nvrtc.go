@@ -88,7 +88,7 @@ func (c *compiler) target(arch int) (option string, cubin bool) {
 }
 
 // kernelOptions are the NVRTC options every kernel source is compiled with.
-var kernelOptions = []string{"--std=c++14", "-default-device", "--restrict"}
+var kernelOptions = []string{"--std=c++17", "-default-device", "--restrict"}
 
 // compile compiles src with NVRTC; it returns a CUBIN when cubin is set, else PTX.
 func (c *compiler) compile(name, src string, options []string, cubin bool) ([]byte, error) {

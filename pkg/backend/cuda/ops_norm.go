@@ -104,7 +104,5 @@ func (b *Backend) SoftmaxBackward(dx, dy, y tensor.Storage, rows, cols int) {
 		return
 	}
 	cfg := launchCfg{grid: [3]int{rows, 1, 1}, block: [3]int{min(256, max(32, (cols+31)/32*32)), 1, 1}}
-	b.launch(op, "norm", "softmax_bwd_"+sfx(xb(yb)), cfg, dxb, dyb, yb, cols)
+	b.launch(op, "norm", "softmax_bwd_"+sfx(yb.dt), cfg, dxb, dyb, yb, cols)
 }
-
-func xb(b *buffer) tensor.DType { return b.dt }
