@@ -452,3 +452,23 @@ func TestSigmoidScaled(t *testing.T) {
 		}
 	}
 }
+
+// TestNormCDF32 compares the float32 Φ with math.Erfc, relatively, down
+// into the tail.
+func TestNormCDF32(t *testing.T) {
+	worst, wx := 0.0, 0.0
+	for x := -12.0; x < 8; x += 0.00731 {
+		x32 := float32(x)
+		want := 0.5 * math.Erfc(-float64(x32)/math.Sqrt2)
+		got := float64(normCDF32(x32))
+		if want < 1e-30 {
+			continue
+		}
+		if e := math.Abs(got-want) / want; e > worst {
+			worst, wx = e, x
+		}
+	}
+	if worst > 1e-6 {
+		t.Errorf("normCDF32: worst relative error %.3g at %v", worst, wx)
+	}
+}
