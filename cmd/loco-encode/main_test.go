@@ -1,0 +1,112 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"loco/pkg/dataset/datasettest"
+	"loco/pkg/nn"
+	"loco/pkg/safetensors"
+	"loco/pkg/sd"
+	"loco/pkg/sd/vae"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden outputs in testdata/*.txtar")
+
+// tinyVAE is the smallest SD-shaped VAE: 32 channels (GroupNorm's 32
+// groups), four levels (factor 8), one block per level.
+func tinyVAE() vae.Config {
+	c := vae.DefaultConfig()
+	c.Ch, c.ChMult, c.NumResBlocks = 32, []int{1, 1, 1, 1}, 1
+	return c
+}
+
+// writeVAE writes a VAE-only checkpoint with random weights (seed) and
+// every key of the tiny config; drop names a key to leave out, and
+// reshape one to give a wrong shape.
+func writeVAE(path string, seed uint64, drop, reshape string) error {
+	b := nn.NewBuilder(vae.Prefix, nil)
+	vae.New(b, tinyVAE())
+	var ts []safetensors.Tensor
+	for _, p := range b.Params() {
+		shape := []int(p.Shape)
+		if p.Key == drop {
+			continue
+		}
+		if p.Key == reshape {
+			shape = append([]int{shape[0] + 1}, shape[1:]...)
+		}
+		t, err := safetensors.FromFloat32(p.Key, safetensors.F16, shape, sd.RandomValues(seed, p.Key, shape))
+		if err != nil {
+			return err
+		}
+		ts = append(ts, t)
+	}
+	return safetensors.WriteFile(path, ts, nil)
+}
+
+func fail(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"loco-encode": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		// mkimage PATH W H [SEED] writes a test picture, encoded by the
+		// extension of PATH.
+		"mkimage": func() {
+			var w, h int
+			seed := uint64(1)
+			fmt.Sscan(os.Args[2], &w)
+			fmt.Sscan(os.Args[3], &h)
+			if len(os.Args) > 4 {
+				fmt.Sscan(os.Args[4], &seed)
+			}
+			b, err := datasettest.Encode(filepath.Ext(os.Args[1]), datasettest.Pattern(w, h, seed), 0)
+			fail(err)
+			fail(os.WriteFile(os.Args[1], b, 0o644))
+		},
+		// mkvae PATH SEED [drop KEY | reshape KEY] writes a tiny VAE checkpoint.
+		"mkvae": func() {
+			seed, _ := strconv.ParseUint(os.Args[2], 10, 64)
+			var drop, reshape string
+			if len(os.Args) > 4 {
+				if os.Args[3] == "drop" {
+					drop = os.Args[4]
+				} else {
+					reshape = os.Args[4]
+				}
+			}
+			fail(writeVAE(os.Args[1], seed, drop, reshape))
+		},
+		// damage DIR flip|truncate: flips a byte in the middle of the first
+		// shard of the cache DIR, or cuts its last 10 bytes.
+		"damage": func() {
+			shards, _ := filepath.Glob(filepath.Join(os.Args[1], "shard-*.zst"))
+			if len(shards) == 0 {
+				fail(fmt.Errorf("no shard in %s", os.Args[1]))
+			}
+			b, err := os.ReadFile(shards[0])
+			fail(err)
+			if os.Args[2] == "flip" {
+				b[len(b)/2] ^= 0x40
+			} else {
+				b = b[:len(b)-10]
+			}
+			fail(os.WriteFile(shards[0], b, 0o644))
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{Dir: "testdata", UpdateScripts: *update})
+}
