@@ -184,6 +184,9 @@ func TestPermute(t *testing.T) {
 		{[]int{2, 5, 3, 4}, []int{0, 2, 1, 3}}, // [B,T,H,D] -> [B,H,T,D]
 		{[]int{2, 1, 3, 2, 2, 3}, []int{5, 3, 1, 0, 4, 2}},
 		{[]int{7}, []int{0}},
+		{[]int{2, 40, 70}, []int{0, 2, 1}},       // NCHW -> NHWC, tiles with ragged edges
+		{[]int{3, 33, 2, 35}, []int{2, 3, 0, 1}}, // transpose with two outer dims
+		{[]int{2, 37, 3, 5}, []int{0, 2, 3, 1}},
 	} {
 		n := 1
 		for _, d := range c.shape {

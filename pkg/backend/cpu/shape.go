@@ -49,6 +49,16 @@ func permute[T float](y, x []T, shape, perm []int, accumulate bool) {
 			od[i], is[i] = shape[perm[j]], xstride[perm[j]]
 		}
 	}
+	if is[5] != 1 && od[5] > 1 {
+		// The output's last dim walks x with a stride: a transpose. Do it
+		// in tiles against the output dim that walks x contiguously.
+		for j := 4; j >= 0; j-- {
+			if is[j] == 1 && od[j] > 1 {
+				permuteTiled(y, x, od, is, j, accumulate)
+				return
+			}
+		}
+	}
 	inner := od[5]
 	rows := len(y) / inner
 	parallelFor(rows, inner, func(lo, hi int) {
@@ -77,6 +87,61 @@ func permute[T float](y, x []T, shape, perm []int, accumulate bool) {
 			} else {
 				for i := range yr {
 					yr[i] = x[off+i*s]
+				}
+			}
+		}
+	})
+}
+
+// permuteTiled is permute for output dims od read from x with strides is,
+// where output dim j reads x contiguously (is[j] == 1) and the last output
+// dim does not: for every index of the other four dims, a 2-D transpose
+// of od[j] × od[5], done in square tiles so that both sides stay in cache.
+func permuteTiled[T float](y, x []T, od, is [6]int, j int, accumulate bool) {
+	const tile = 32
+	var ostride [6]int
+	st := 1
+	for d := 5; d >= 0; d-- {
+		ostride[d] = st
+		st *= od[d]
+	}
+	na, nb := od[j], od[5]
+	outer := len(y) / (na * nb)
+	sa, sb := ostride[j], is[5] // y stride of a; x stride of b
+	parallelFor(outer, na*nb, func(lo, hi int) {
+		for o := lo; o < hi; o++ {
+			// Offsets of the four other dims.
+			xoff, yoff, rem := 0, 0, o
+			for d := 4; d >= 0; d-- {
+				if d == j {
+					continue
+				}
+				i := rem % od[d]
+				rem /= od[d]
+				xoff += i * is[d]
+				yoff += i * ostride[d]
+			}
+			for a0 := 0; a0 < na; a0 += tile {
+				a1 := min(a0+tile, na)
+				for b0 := 0; b0 < nb; b0 += tile {
+					b1 := min(b0+tile, nb)
+					// Read rows of x (contiguous in a), write columns of
+					// the tile of y: x's rows are often a power of two
+					// apart, and walking x down a column would keep
+					// hitting the same cache set.
+					for bi := b0; bi < b1; bi++ {
+						xr := x[xoff+bi*sb+a0 : xoff+bi*sb+a1]
+						yo := yoff + a0*sa + bi
+						if accumulate {
+							for i, v := range xr {
+								y[yo+i*sa] += v
+							}
+						} else {
+							for i, v := range xr {
+								y[yo+i*sa] = v
+							}
+						}
+					}
 				}
 			}
 		}
