@@ -229,6 +229,11 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	flip, strict := c.Bool("flip"), c.Bool("strict")
 	factor := model.Cfg.Factor()
 
+	for i, r := range recs {
+		if _, err := encode.Check(r, factor); err != nil {
+			return &manifest.LineError{Name: name, Line: i + 1, Err: err}
+		}
+	}
 	keys := make([]string, len(recs))
 	skip := make([]bool, len(recs))
 	bad := 0
@@ -371,7 +376,7 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	if st.Entries > 0 {
 		per = float64(st.ShardBytes) / float64(st.Entries)
 	}
-	if encoded == 0 {
+	if encoded == 0 && reused > 0 {
 		rep.Notef("nothing to encode: all %d distinct image(s) already cached", reused)
 	}
 	el := time.Since(start).Seconds()

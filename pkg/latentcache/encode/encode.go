@@ -171,11 +171,12 @@ type Job struct {
 	Key    string
 }
 
-// Plan checks a bucketed record and computes its key from the image bytes.
-// img is the file content; vaeHash the model's hash.
-func Plan(rec *manifest.Record, img []byte, vaeHash string, flip bool, factor int) (*Job, error) {
+// Check checks the bucket fields of a record: present, the bucket a
+// positive multiple of the VAE's factor, the crop cutting the bucket out of
+// the resized image.
+func Check(rec *manifest.Record, factor int) (bucket.Assignment, error) {
 	if rec.Bucket == nil || rec.Resized == nil || rec.Crop == nil {
-		return nil, fmt.Errorf("%s: record has no bucket/resized/crop (run loco-bucket first)", rec.Path)
+		return bucket.Assignment{}, fmt.Errorf("%s: record has no bucket/resized/crop (run loco-bucket first)", rec.Path)
 	}
 	a := bucket.Assignment{
 		Bucket:  bucket.Size{W: rec.Bucket[0], H: rec.Bucket[1]},
@@ -183,11 +184,21 @@ func Plan(rec *manifest.Record, img []byte, vaeHash string, flip bool, factor in
 		Crop:    *rec.Crop,
 	}
 	if a.Bucket.W <= 0 || a.Bucket.H <= 0 || a.Bucket.W%factor != 0 || a.Bucket.H%factor != 0 {
-		return nil, fmt.Errorf("%s: bucket %dx%d is not a positive multiple of %d (the VAE's down-sampling factor)", rec.Path, a.Bucket.W, a.Bucket.H, factor)
+		return a, fmt.Errorf("%s: bucket %dx%d is not a positive multiple of %d (the VAE's down-sampling factor)", rec.Path, a.Bucket.W, a.Bucket.H, factor)
 	}
 	c := a.Crop
 	if c[2]-c[0] != a.Bucket.W || c[3]-c[1] != a.Bucket.H || c[0] < 0 || c[1] < 0 || c[2] > a.Resized.W || c[3] > a.Resized.H {
-		return nil, fmt.Errorf("%s: crop %v does not cut bucket %dx%d out of resized %dx%d", rec.Path, c, a.Bucket.W, a.Bucket.H, a.Resized.W, a.Resized.H)
+		return a, fmt.Errorf("%s: crop %v does not cut bucket %dx%d out of resized %dx%d", rec.Path, c, a.Bucket.W, a.Bucket.H, a.Resized.W, a.Resized.H)
+	}
+	return a, nil
+}
+
+// Plan checks a bucketed record (Check) and computes its key from the
+// image bytes. img is the file content; vaeHash the model's hash.
+func Plan(rec *manifest.Record, img []byte, vaeHash string, flip bool, factor int) (*Job, error) {
+	a, err := Check(rec, factor)
+	if err != nil {
+		return nil, err
 	}
 	sum := sha256.Sum256(img)
 	j := &Job{Rec: rec, SHA256: hex.EncodeToString(sum[:]), Assign: a, Flip: flip}
