@@ -91,10 +91,7 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 						}
 					}
 				}
-				mx := m[i]
-				for _, x := range row {
-					mx = max(mx, x)
-				}
+				mx := rowMax(row, m[i])
 				if math.IsInf(float64(mx), -1) {
 					clear(row) // every key masked so far: contributes nothing
 					continue

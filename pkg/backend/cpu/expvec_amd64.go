@@ -9,6 +9,9 @@ import (
 )
 
 //go:noescape
+func maxAVX512(x []float32, m float32) float32
+
+//go:noescape
 func sigmoidAVX512(dst, x []float32, a float32)
 
 //go:noescape
@@ -46,4 +49,16 @@ func sigmoidScaled(dst, x []float32, a float32) {
 		}
 	}
 	sigmoidScaledGo(dst[n:], x[n:], a)
+}
+
+// rowMax returns the largest of m and the elements of x.
+func rowMax(x []float32, m float32) float32 {
+	n := 0
+	if useAVX512 {
+		n = len(x) &^ 15
+		if n > 0 {
+			m = maxAVX512(x[:n], m)
+		}
+	}
+	return rowMaxGo(x[n:], m)
 }

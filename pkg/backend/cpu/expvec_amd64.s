@@ -138,3 +138,35 @@ sloop:
 sdone:
 	VZEROUPPER
 	RET
+
+// func maxAVX512(x []float32, m float32) float32
+//
+// max(m, x[0], ..., x[n-1]) for n = len(x), a multiple of 16 (NaN
+// inputs are not propagated: VMAXPS returns its second operand).
+TEXT ·maxAVX512(SB), NOSPLIT, $0-36
+	MOVQ x_base+0(FP), SI
+	MOVQ x_len+8(FP), CX
+	SHRQ $4, CX
+	VBROADCASTSS m+24(FP), Z0
+	VMOVAPS Z0, Z1
+	TESTQ CX, CX
+	JZ mreduce
+
+mloop:
+	VMAXPS (SI), Z0, Z0
+	ADDQ $64, SI
+	DECQ CX
+	JNZ mloop
+
+mreduce:
+	VEXTRACTF32X8 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+32(FP)
+	RET

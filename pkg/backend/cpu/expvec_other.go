@@ -9,3 +9,6 @@ func useVectorExp() bool { return false }
 
 // sigmoidScaled sets dst[i] = 1/(1+exp(−a·x[i])) (len(dst) ≥ len(x)).
 func sigmoidScaled(dst, x []float32, a float32) { sigmoidScaledGo(dst[:len(x)], x, a) }
+
+// rowMax returns the largest of m and the elements of x.
+func rowMax(x []float32, m float32) float32 { return rowMaxGo(x, m) }

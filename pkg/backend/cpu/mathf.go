@@ -126,3 +126,13 @@ func sigmoidRow[T float](dst, x []T, a T) {
 
 // chunk is the length of the stack buffers of the elementwise loops.
 const chunk = 256
+
+// rowMaxGo is the portable rowMax (NaNs are skipped, as by VMAXPS).
+func rowMaxGo(x []float32, m float32) float32 {
+	for _, v := range x {
+		if v > m {
+			m = v
+		}
+	}
+	return m
+}

@@ -475,3 +475,23 @@ func TestNormCDF32(t *testing.T) {
 		t.Errorf("normCDF32: worst relative error %.3g at %v", worst, wx)
 	}
 }
+
+func TestRowMax(t *testing.T) {
+	r := newRand(20)
+	for _, n := range []int{0, 1, 15, 16, 17, 64, 100} {
+		for pos := 0; pos < n; pos += 7 {
+			x := randn(r, n)
+			x[pos] = 5
+			if got := rowMax(x, -1); got != 5 {
+				t.Errorf("rowMax n=%d, max at %d: %v", n, pos, got)
+			}
+		}
+		if got := rowMax(randn(r, n), 9); got != 9 {
+			t.Errorf("rowMax n=%d with a larger start: %v", n, got)
+		}
+	}
+	x := []float32{float32(math.Inf(-1)), float32(math.Inf(-1))}
+	if got := rowMax(x, float32(math.Inf(-1))); !math.IsInf(float64(got), -1) {
+		t.Errorf("rowMax of -Inf = %v", got)
+	}
+}
