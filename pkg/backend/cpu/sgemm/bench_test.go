@@ -104,7 +104,7 @@ func BenchmarkPack(b *testing.B) {
 				ld = 2 * mc
 			}
 			for b.Loop() {
-				packA(trans, src, ld, 0, 0, mc, kc, kern.mr, dst)
+				packA(kern.asm, trans, src, ld, 0, 0, mc, kc, kern.mr, dst)
 			}
 			b.ReportMetric(float64(4*mc*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
@@ -114,7 +114,7 @@ func BenchmarkPack(b *testing.B) {
 				ld = kc
 			}
 			for b.Loop() {
-				packB(trans, src, ld, 0, 0, kc, nc, kern.nr, dst)
+				packB(kern.asm, trans, src, ld, 0, 0, kc, nc, kern.nr, dst)
 			}
 			b.ReportMetric(float64(4*nc*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})

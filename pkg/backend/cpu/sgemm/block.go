@@ -38,7 +38,7 @@ func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a
 		nc := min(nc0, n-jc)
 		ncR := (nc + nr - 1) / nr * nr
 		for pc := 0; pc < k; pc += kc0 {
-			packB(transB, b, ldb, pc, jc, min(kc0, k-pc), nc, nr, buf.b[pc*ncR:])
+			packB(kern.asm, transB, b, ldb, pc, jc, min(kc0, k-pc), nc, nr, buf.b[pc*ncR:])
 		}
 		for ic := 0; ic < m; ic += mc0 {
 			mc := min(mc0, m-ic)
@@ -48,7 +48,7 @@ func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a
 				if pc > 0 {
 					betaStep = 1
 				}
-				packA(transA, a, lda, ic, pc, mc, kc, mr, buf.a)
+				packA(kern.asm, transA, a, lda, ic, pc, mc, kc, mr, buf.a)
 				macroKernel(kern, mc, nc, kc, alpha, buf.a, buf.b[pc*ncR:], betaStep, c[ic*ldc+jc:], ldc, buf.tmp)
 			}
 		}
@@ -95,7 +95,7 @@ func macroKernel(kern *kernel, mc, nc, kc int, alpha float32, pa, pb []float32, 
 // packA copies op(A)[i0:i0+mc, p0:p0+kc] into dst as ceil(mc/mr) panels.
 // Panel q holds rows q*mr … q*mr+mr-1, column by column: element (r, p) of
 // the panel is at dst[q*mr*kc + p*mr + r]. Rows past mc are zero.
-func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr int, dst []float32) {
+func packA(asm, transA bool, a []float32, lda, i0, p0, mc, kc, mr int, dst []float32) {
 	for ip := 0; ip < mc; ip += mr {
 		rows := min(mr, mc-ip)
 		d := dst[ip*kc : ip*kc+mr*kc]
@@ -110,25 +110,17 @@ func packA(transA bool, a []float32, lda, i0, p0, mc, kc, mr int, dst []float32)
 			continue
 		}
 		// op(A)[i][p] = a[i*lda+p]: each row of the panel is contiguous.
-		for r := 0; r < rows; r++ {
-			off := (i0+ip+r)*lda + p0
-			src := a[off : off+kc]
-			for p, v := range src {
-				d[p*mr+r] = v
-			}
+		if rows < mr {
+			clear(d)
 		}
-		for r := rows; r < mr; r++ {
-			for p := 0; p < kc; p++ {
-				d[p*mr+r] = 0
-			}
-		}
+		packStrided(asm, d, mr, a[(i0+ip)*lda+p0:], lda, rows, kc)
 	}
 }
 
 // packB copies op(B)[p0:p0+kc, j0:j0+nc] into dst as ceil(nc/nr) panels.
 // Panel q holds columns q*nr … q*nr+nr-1, row by row: element (p, j) of the
 // panel is at dst[q*nr*kc + p*nr + j]. Columns past nc are zero.
-func packB(transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32) {
+func packB(asm, transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32) {
 	for jp := 0; jp < nc; jp += nr {
 		cols := min(nr, nc-jp)
 		d := dst[jp*kc : jp*kc+nr*kc]
@@ -143,17 +135,40 @@ func packB(transB bool, b []float32, ldb, p0, j0, kc, nc, nr int, dst []float32)
 			continue
 		}
 		// op(B)[p][j] = b[j*ldb+p]: each column of the panel is contiguous.
-		for j := 0; j < cols; j++ {
-			off := (j0+jp+j)*ldb + p0
-			src := b[off : off+kc]
-			for p, v := range src {
-				d[p*nr+j] = v
-			}
+		if cols < nr {
+			clear(d)
 		}
-		for j := cols; j < nr; j++ {
-			for p := 0; p < kc; p++ {
-				d[p*nr+j] = 0
-			}
+		packStrided(asm, d, nr, b[(j0+jp)*ldb+p0:], ldb, cols, kc)
+	}
+}
+
+// packStrided writes rows rows of src (stride ld) as the interleaved
+// columns of a panel: dst[p*stride + r] = src[r*ld + p] for p < kc.
+// Four rows are read together: four sequential streams keep the hardware
+// prefetchers busy without the cache-set conflicts that reading all rows
+// of a panel at once causes when ld is a multiple of 1024.
+//
+// With asm set, the AVX-512 gather version is used where available.
+func packStrided(asm bool, dst []float32, stride int, src []float32, ld, rows, kc int) {
+	if asm && packStridedAsm(dst, stride, src, ld, rows, kc) {
+		return
+	}
+	_ = dst[(kc-1)*stride+rows-1]
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		r0 := src[r*ld : r*ld+kc]
+		r1 := src[(r+1)*ld : (r+1)*ld+kc]
+		r2 := src[(r+2)*ld : (r+2)*ld+kc]
+		r3 := src[(r+3)*ld : (r+3)*ld+kc]
+		for p := range r0 {
+			d := dst[p*stride+r : p*stride+r+4 : p*stride+r+4]
+			d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		}
+	}
+	for ; r < rows; r++ {
+		row := src[r*ld : r*ld+kc]
+		for p, v := range row {
+			dst[p*stride+r] = v
 		}
 	}
 }

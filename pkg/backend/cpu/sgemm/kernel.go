@@ -15,6 +15,7 @@ type kernel struct {
 	name   string
 	mr, nr int
 	fn     kernelFunc
+	asm    bool // pack with assembly too (off for the pure-Go kernel)
 }
 
 var genericKernel = &kernel{name: "generic", mr: 4, nr: 4, fn: kernelGeneric}

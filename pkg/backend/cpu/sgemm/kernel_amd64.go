@@ -17,8 +17,8 @@ func kernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC 
 func kernelAVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
 
 var (
-	avx512Kernel = &kernel{name: "avx512", mr: 14, nr: 32, fn: kernelAVX512}
-	avx2Kernel   = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernelAVX2}
+	avx512Kernel = &kernel{name: "avx512", mr: 14, nr: 32, fn: kernelAVX512, asm: true}
+	avx2Kernel   = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernelAVX2, asm: true}
 )
 
 // asmKernels lists the assembly kernels this CPU (and its OS) supports.
