@@ -5,18 +5,23 @@
 //
 // # Algorithm
 //
-// Gemm is a blocked, packed GEMM in the style of Goto and BLIS. C is cut
-// into blocks of ncBlock columns; for each block and each slice of
-// kc ≤ kcBlock (256) along K, the kc×nc block of op(B) is packed once
-// (it lives in L3), then for each slice of mcBlock (336) rows the mc×kc
-// block of op(A) is packed (it lives in L2). The macro-kernel walks the
-// mr×nr tiles of C in that block, column panel outer and row panel inner,
-// so the kc×nr panel of B̃ stays in L1 while the mr×kc panels of Ã stream
-// past, and calls the micro-kernel on each tile. K is cut into equal slices
-// (k = 257 gives two slices of 129, not 256 and 1). The first K slice
-// applies beta to C; the others accumulate into it. When beta == 0 C is
-// written without being read, so NaN already in C cannot leak into the
-// result; alpha == 0 or k == 0 reduce to C = beta*C without touching A, B.
+// Gemm is a blocked, packed GEMM in the style of Goto and BLIS:
+//
+//	for jc over N, nc columns at a time (nc·k·4 bytes ≤ 4 MiB, lives in L3):
+//	  pack op(B)[:, jc:jc+nc] as K slices of kc ≤ kcBlock (256) rows
+//	  for ic over M, mc ≤ mcBlock (336) rows at a time:
+//	    for pc over K, one kc slice at a time:
+//	      pack op(A)[ic:ic+mc, pc:pc+kc] (lives in L2)
+//	      for each nr-column panel of B̃ (kc×nr, stays in L1):
+//	        for each mr-row panel of Ã: micro-kernel on one mr×nr tile of C
+//
+// K is cut into equal slices (k = 257 gives two of 129, not 256 and 1).
+// Looping K inside M keeps the mc×nc block of C in cache across the slices
+// and reads A one band of rows at a time, which keeps TLB misses low when
+// A is large. The first K slice applies beta to C, the others accumulate.
+// When beta == 0, C is written without being read, so NaN already in C
+// cannot leak into the result; alpha == 0 or k == 0 reduce to C = beta*C
+// without reading A or B.
 //
 // # Packing format
 //
@@ -27,8 +32,11 @@
 // micro-kernel always computes a full tile; for a tile that overlaps the edge
 // of C it writes into a small scratch tile, and Go code merges the valid part
 // into C (honouring alpha, beta and the beta == 0 rule). Packing handles the
-// transposes: the micro-kernel sees only the packed layout. Buffers start on
-// 64-byte boundaries and are recycled through a sync.Pool.
+// transposes: the micro-kernel sees only the packed layout. Copying a
+// strided operand (Ã from A, B̃ from a transposed B) is a transpose; with
+// AVX-512 it is done by masked VGATHERDPS (pack_amd64.s), otherwise by Go
+// loops reading four rows at a time. Buffers start on 64-byte boundaries
+// and are recycled through a sync.Pool.
 //
 // # Micro-kernels
 //
