@@ -36,7 +36,8 @@ func (b *Backend) Conv2D(y, x, w, bias tensor.Storage, p tensor.ConvParams) {
 	same(op, p.N*p.C*HW, xb)
 	same(op, p.N*p.K*PQ, yb)
 	same(op, p.K*CRS, wb)
-	same(op, p.K, yb, xb, wb, bb)
+	same(op, p.K, bb)
+	same(op, 0, yb, xb, wb, bb)
 	if p.N == 0 {
 		return
 	}
@@ -72,7 +73,8 @@ func (b *Backend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvPara
 	PQ, CRS, HW := p.P()*p.Q(), p.C*p.R*p.S, p.H*p.W
 	same(op, p.N*p.C*HW, dxb)
 	same(op, p.N*p.K*PQ, dyb)
-	same(op, p.K*CRS, wb, dxb)
+	same(op, p.K*CRS, wb)
+	same(op, 0, wb, dxb, dyb)
 	if p.N == 0 {
 		return
 	}
@@ -105,7 +107,8 @@ func (b *Backend) Conv2DBackwardFilter(dw, dbias, dy, x tensor.Storage, p tensor
 	same(op, p.N*p.C*HW, xb)
 	same(op, p.N*p.K*PQ, dyb)
 	same(op, p.K*CRS, dwb)
-	same(op, p.K, dwb, dbb, dyb, xb)
+	same(op, p.K, dbb)
+	same(op, 0, dwb, dbb, dyb, xb)
 	if p.N == 0 {
 		return
 	}

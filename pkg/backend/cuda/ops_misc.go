@@ -30,8 +30,9 @@ func (b *Backend) Upsample2xBackward(dx, dy tensor.Storage, nc, h, w int) {
 func (b *Backend) ResizeBilinear(y, x tensor.Storage, nc, h, w, oh, ow int) {
 	const op = "cuda.ResizeBilinear"
 	yb, xb := buf(op, y), buf(op, x)
-	same(op, nc*h*w, xb, yb)
+	same(op, nc*h*w, xb)
 	same(op, nc*oh*ow, yb)
+	same(op, 0, xb, yb)
 	if h <= 0 || w <= 0 {
 		tensor.Errorf(op, "empty input %dx%d", h, w)
 	}
@@ -59,7 +60,8 @@ func checkIDs(op string, ids []int32, rows int) {
 func (b *Backend) Embedding(y, table tensor.Storage, ids []int32, dim int) {
 	const op = "cuda.Embedding"
 	yb, tb := buf(op, y), buf(op, table)
-	same(op, len(ids)*dim, yb, tb)
+	same(op, len(ids)*dim, yb)
+	same(op, 0, yb, tb)
 	if dim <= 0 || tb.n%dim != 0 {
 		tensor.Errorf(op, "table of %d elements is not rows of %d", tb.n, dim)
 	}
@@ -97,7 +99,8 @@ func (b *Backend) EmbeddingBackward(dtable, dy tensor.Storage, ids []int32, dim 
 	if tb == nil || len(ids) == 0 {
 		return
 	}
-	same(op, len(ids)*dim, tb, dyb)
+	same(op, len(ids)*dim, dyb)
+	same(op, 0, tb, dyb)
 	if dim <= 0 || tb.n%dim != 0 {
 		tensor.Errorf(op, "table of %d elements is not rows of %d", tb.n, dim)
 	}

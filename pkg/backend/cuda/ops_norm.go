@@ -10,6 +10,9 @@ func (b *Backend) GroupNorm(y, mean, rstd, x, gamma, beta tensor.Storage, p tens
 		tensor.Errorf(op, "%d channels in %d groups", p.C, p.Groups)
 	}
 	same(op, n, yb, xb)
+	if xb.n != n || yb.n != n {
+		tensor.Errorf(op, "x has %d and y %d elements, want %d (N %d, C %d, HW %d)", xb.n, yb.n, n, p.N, p.C, p.HW)
+	}
 	same(op, p.C, xb, gb, bb)
 	requireF32(op, mb, rb)
 	same(op, p.N*p.Groups, mb, rb)
