@@ -232,7 +232,9 @@ func TestGemmMedium(t *testing.T) {
 	for _, kern := range kernels() {
 		t.Run(kern.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(5, 6))
-			for _, s := range [][3]int{{257, 383, 521}, {500, 40, 700}, {33, 700, 300}} {
+			// {2000, 100, 8}: row split with few K rows (a transposed A is then
+			// shorter than r0*lda); {8, 2000, 100}: column split.
+			for _, s := range [][3]int{{257, 383, 521}, {500, 40, 700}, {33, 700, 300}, {2000, 100, 8}, {8, 2000, 100}} {
 				for _, tr := range allTrans() {
 					tc := gemmCase{transA: tr[0], transB: tr[1], m: s[0], n: s[1], k: s[2], alpha: 1.25, beta: 0}
 					runCase(t, rng, kern, 2, tc)
