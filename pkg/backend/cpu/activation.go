@@ -34,9 +34,16 @@ func checkUnary(op tensor.UnaryOp) {
 
 func unaryForward[T float](op tensor.UnaryOp, y, x []T) {
 	y = y[:len(x)]
+	var buf [chunk]T
 	if op == tensor.OpGELU {
-		for i, v := range x {
-			y[i] = gelu(v)
+		for off := 0; off < len(x); off += chunk {
+			xs := x[off:min(off+chunk, len(x))]
+			phi := buf[:len(xs)]
+			normCDFRow(phi, xs)
+			ys := y[off:][:len(xs)]
+			for i, v := range xs {
+				ys[i] = v * phi[i]
+			}
 		}
 		return
 	}
@@ -44,7 +51,6 @@ func unaryForward[T float](op tensor.UnaryOp, y, x []T) {
 	if op == tensor.OpQuickGELU {
 		a = 1.702
 	}
-	var buf [chunk]T
 	for off := 0; off < len(x); off += chunk {
 		xs := x[off:min(off+chunk, len(x))]
 		s := buf[:len(xs)]
@@ -59,8 +65,16 @@ func unaryForward[T float](op tensor.UnaryOp, y, x []T) {
 func unaryBackward[T float](op tensor.UnaryOp, dx, dy, x []T) {
 	dx, dy = dx[:len(x)], dy[:len(x)]
 	if op == tensor.OpGELU {
-		for i, v := range x {
-			dx[i] += dy[i] * geluGrad(v)
+		var cdf, pdf [chunk]T
+		for off := 0; off < len(x); off += chunk {
+			xs := x[off:min(off+chunk, len(x))]
+			c, p := cdf[:len(xs)], pdf[:len(xs)]
+			normCDFRow(c, xs)
+			gaussRow(p, xs)
+			dxs, dys := dx[off:][:len(xs)], dy[off:][:len(xs)]
+			for i, v := range xs {
+				dxs[i] += dys[i] * (c[i] + v*p[i]) // Φ + x·φ
+			}
 		}
 		return
 	}
@@ -93,10 +107,18 @@ func (b *Backend) GEGLU(y, x tensor.Storage, rows, half int) {
 }
 
 func gegluForward[T float](y, x []T, half, lo, hi int) {
+	var buf [chunk]T
 	for r := lo; r < hi; r++ {
 		xr, yr := x[2*r*half:][:2*half], y[r*half:][:half]
-		for j := range yr {
-			yr[j] = xr[j] * gelu(xr[half+j])
+		for off := 0; off < half; off += chunk {
+			n := min(chunk, half-off)
+			a, g := xr[off:off+n], xr[half+off:half+off+n]
+			phi := buf[:n]
+			normCDFRow(phi, g)
+			ys := yr[off : off+n]
+			for j := range ys {
+				ys[j] = a[j] * g[j] * phi[j]
+			}
 		}
 	}
 }
@@ -116,12 +138,20 @@ func (b *Backend) GEGLUBackward(dx, dy, x tensor.Storage, rows, half int) {
 }
 
 func gegluBackward[T float](dx, dy, x []T, half, lo, hi int) {
+	var cdf, pdf [chunk]T
 	for r := lo; r < hi; r++ {
 		xr, dxr, dyr := x[2*r*half:][:2*half], dx[2*r*half:][:2*half], dy[r*half:][:half]
-		for j, d := range dyr {
-			a, g := xr[j], xr[half+j]
-			dxr[j] += d * gelu(g)
-			dxr[half+j] += d * a * geluGrad(g)
+		for off := 0; off < half; off += chunk {
+			n := min(chunk, half-off)
+			a, g := xr[off:off+n], xr[half+off:half+off+n]
+			c, p := cdf[:n], pdf[:n]
+			normCDFRow(c, g)
+			gaussRow(p, g)
+			da, dg, d := dxr[off:off+n], dxr[half+off:half+off+n], dyr[off:off+n]
+			for j, gj := range g {
+				da[j] += d[j] * gj * c[j]               // gelu(g)
+				dg[j] += d[j] * a[j] * (c[j] + gj*p[j]) // a·gelu'(g)
+			}
 		}
 	}
 }

@@ -9,6 +9,9 @@ import (
 )
 
 //go:noescape
+func normCDFAVX512(dst, x []float32)
+
+//go:noescape
 func maxAVX512(x []float32, m float32) float32
 
 //go:noescape
@@ -61,4 +64,19 @@ func rowMax(x []float32, m float32) float32 {
 		}
 	}
 	return rowMaxGo(x[n:], m)
+}
+
+// normCDFVec sets dst[i] = Φ(x[i]) (len(dst) ≥ len(x)).
+func normCDFVec(dst, x []float32) {
+	dst = dst[:len(x)]
+	n := 0
+	if useAVX512 {
+		n = len(x) &^ 15
+		if n > 0 {
+			normCDFAVX512(dst[:n], x[:n])
+		}
+	}
+	for i, v := range x[n:] {
+		dst[n+i] = normCDF32(v)
+	}
 }

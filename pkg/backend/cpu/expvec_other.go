@@ -12,3 +12,11 @@ func sigmoidScaled(dst, x []float32, a float32) { sigmoidScaledGo(dst[:len(x)], 
 
 // rowMax returns the largest of m and the elements of x.
 func rowMax(x []float32, m float32) float32 { return rowMaxGo(x, m) }
+
+// normCDFVec sets dst[i] = Φ(x[i]) (len(dst) ≥ len(x)).
+func normCDFVec(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = normCDF32(v)
+	}
+}

@@ -51,14 +51,6 @@ func normCDF32(x float32) float32 {
 	return 0.5 * float32(t) * expf(float32(p-a*a)) // ½·erfc(|z|)
 }
 
-// gelu is x·Φ(x) with the exact erf form.
-func gelu[T float](x T) T { return x * normCDF(x) }
-
-// geluGrad is Φ(x) + x·φ(x).
-func geluGrad[T float](x T) T {
-	return normCDF(x) + x*invSqrt2Pi*exp(-0.5*x*x)
-}
-
 // expf is e^x in float32: x = k·ln2 + r with |r| ≤ ln2/2, e^r by a
 // degree-6 polynomial, 2^k by building the exponent bits. Results below
 // the smallest normal float32 flush to 0.
@@ -135,4 +127,34 @@ func rowMaxGo(x []float32, m float32) float32 {
 		}
 	}
 	return m
+}
+
+// normCDFRow sets dst[i] = Φ(x[i]): the vector kernel for float32.
+func normCDFRow[T float](dst, x []T) {
+	if d, ok := any(dst).([]float32); ok {
+		normCDFVec(d, any(x).([]float32))
+		return
+	}
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = normCDF(v)
+	}
+}
+
+// gaussRow sets dst[i] = φ(x[i]) = exp(−x²/2)/√(2π).
+func gaussRow[T float](dst, x []T) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = -0.5 * v * v
+	}
+	if d, ok := any(dst).([]float32); ok {
+		expShift(d, 0)
+	} else {
+		for i, v := range dst {
+			dst[i] = exp(v)
+		}
+	}
+	for i := range dst {
+		dst[i] *= invSqrt2Pi
+	}
 }

@@ -495,3 +495,36 @@ func TestRowMax(t *testing.T) {
 		t.Errorf("rowMax of -Inf = %v", got)
 	}
 }
+
+// TestNormCDFVec checks the vector Φ (when present) relatively, into the
+// tail, and on lengths off a multiple of 16.
+func TestNormCDFVec(t *testing.T) {
+	for _, n := range []int{5, 16, 1000, 2741} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(-13 + 21*float64(i)/float64(n))
+		}
+		got := make([]float32, n)
+		normCDFVec(got, x)
+		worst, wi := 0.0, 0
+		for i, v := range x {
+			want := 0.5 * math.Erfc(-float64(v)/math.Sqrt2)
+			if want < 1e-30 {
+				continue
+			}
+			e := math.Abs(float64(got[i])-want) / want
+			if v < -6 {
+				// Beyond 6σ (Φ < 1e-9) the float32 exponent −x²/2
+				// rounds to a relative 6e-8·x²/2.
+				e /= 10
+			}
+			if e > worst {
+				worst, wi = e, i
+			}
+		}
+		// float32 rounding of x/√2 alone costs a relative 1.2e-7·x²/2.
+		if worst > 4e-6 {
+			t.Errorf("normCDFVec n=%d: worst relative error %.3g at x=%v", n, worst, x[wi])
+		}
+	}
+}
