@@ -48,6 +48,9 @@ __device__ __forceinline__ float gn_dz(float dy, float xhat, long long c, const 
 
 // GroupNorm backward, dx part: one block per (n, g).
 // dxhat = dz*gamma; dx += rstd*(dxhat - mean(dxhat) - xhat*mean(dxhat*xhat)).
+// dxhat is rounded with __fmul_rn so that the compiler cannot fuse it into
+// the subtraction below (an FMA would keep the product's rounding residual,
+// which rstd amplifies when a group has one element and dx must be 0).
 template <class T>
 __device__ void groupnorm_bwd_dx_k(T* dx, const T* dy, const T* x, const float* mean, const float* rstd,
                                    const T* gamma, const T* beta, long long C, long long hw, long long G, int silu) {
@@ -59,7 +62,7 @@ __device__ void groupnorm_bwd_dx_k(T* dx, const T* dy, const T* x, const float* 
     for (long long e = threadIdx.x; e < cnt; e += blockDim.x) {
         const long long c = g * cpg + e / hw;
         const float xhat = (tof(x[base + e]) - mu) * rs;
-        const float dxhat = gn_dz(tof(dy[base + e]), xhat, c, gamma, beta, silu) * opt(gamma, c, 1.f);
+        const float dxhat = __fmul_rn(gn_dz(tof(dy[base + e]), xhat, c, gamma, beta, silu), opt(gamma, c, 1.f));
         s1 += dxhat;
         s2 += dxhat * xhat;
     }
@@ -68,7 +71,7 @@ __device__ void groupnorm_bwd_dx_k(T* dx, const T* dy, const T* x, const float* 
     for (long long e = threadIdx.x; e < cnt; e += blockDim.x) {
         const long long c = g * cpg + e / hw;
         const float xhat = (tof(x[base + e]) - mu) * rs;
-        const float dxhat = gn_dz(tof(dy[base + e]), xhat, c, gamma, beta, silu) * opt(gamma, c, 1.f);
+        const float dxhat = __fmul_rn(gn_dz(tof(dy[base + e]), xhat, c, gamma, beta, silu), opt(gamma, c, 1.f));
         dx[base + e] = fromf<T>(tof(dx[base + e]) + rs * (dxhat - s1 - xhat * s2));
     }
 }
@@ -151,7 +154,7 @@ __device__ void layernorm_bwd_dx_k(T* dx, const T* dy, const T* x, const float* 
     float s1 = 0.f, s2 = 0.f;
     for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
         const float xhat = (tof(x[base + c]) - mu) * rs;
-        const float dxhat = tof(dy[base + c]) * opt(gamma, c, 1.f);
+        const float dxhat = __fmul_rn(tof(dy[base + c]), opt(gamma, c, 1.f));
         s1 += dxhat;
         s2 += dxhat * xhat;
     }
@@ -159,7 +162,7 @@ __device__ void layernorm_bwd_dx_k(T* dx, const T* dy, const T* x, const float* 
     s2 = block_sum(s2, sh) / (float)cols;
     for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
         const float xhat = (tof(x[base + c]) - mu) * rs;
-        const float dxhat = tof(dy[base + c]) * opt(gamma, c, 1.f);
+        const float dxhat = __fmul_rn(tof(dy[base + c]), opt(gamma, c, 1.f));
         dx[base + c] = fromf<T>(tof(dx[base + c]) + rs * (dxhat - s1 - xhat * s2));
     }
 }
