@@ -218,7 +218,12 @@ func checkDims(op string, dims ...int) {
 	}
 }
 
+// addTo sets dst[i] += src[i] (vectorised for float32).
 func addTo[T float](dst, src []T) {
+	if d, ok := any(dst).([]float32); ok && len(d) >= 16 {
+		axpy32(d, any(src).([]float32), 1)
+		return
+	}
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] += src[i]

@@ -132,3 +132,46 @@ func BenchmarkMemoryBound(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConvParts times the pieces of the 3×3 320-channel convolution
+// separately (im2col, the forward GEMM, the input-gradient GEMM, col2im),
+// to show where the time of BenchmarkConv3x3 goes.
+func BenchmarkConvParts(b *testing.B) {
+	p := tensor.ConvParams{N: 1, C: 320, H: 64, W: 64, K: 320, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	be := New()
+	x := Float32s(benchStorage(be, p.N*p.C*p.H*p.W, 1))
+	w := Float32s(benchStorage(be, p.K*p.C*p.R*p.S, 2))
+	P, Q := p.P(), p.Q()
+	y := Float32s(benchStorage(be, p.K*P*Q, 3))
+	rows := bands(p, P, Q)
+	crs := p.C * p.R * p.S
+	col := make([]float32, crs*rows*Q)
+	flops := 2 * float64(p.K*P*Q*crs)
+	for _, c := range []struct {
+		name  string
+		flops float64
+		fn    func(p0, np int)
+	}{
+		{"im2col", 0, func(p0, np int) { im2col(col, x, p, p0, np, P, Q) }},
+		{"gemm_forward", flops, func(p0, np int) {
+			gemm(false, false, p.K, np*Q, crs, 1, w, crs, col, np*Q, 0, y[p0*Q:], P*Q)
+		}},
+		{"gemm_backward_data", flops, func(p0, np int) {
+			gemm(true, false, crs, np*Q, p.K, 1, w, crs, y[p0*Q:], P*Q, 0, col, np*Q)
+		}},
+		{"col2im", 0, func(p0, np int) { col2im(x, col, p, p0, np, P, Q) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchThreads(b)
+			for b.Loop() {
+				for p0 := 0; p0 < P; p0 += rows {
+					c.fn(p0, min(rows, P-p0))
+				}
+			}
+			if c.flops > 0 {
+				b.ReportMetric(c.flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+		})
+	}
+}

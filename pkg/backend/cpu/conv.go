@@ -164,6 +164,10 @@ func validRange(Q, w, stride, pad, s int) (int, int) {
 // (zero outside the image) for the np output rows from p0.
 func im2col[T float](col, x []T, p tensor.ConvParams, p0, np, P, Q int) {
 	ld := np * Q
+	if p.StrideH == 1 && p.StrideW == 1 && Q == p.W {
+		im2colSame(col, x, p, p0, np, P, Q)
+		return
+	}
 	parallelFor(p.C, p.R*p.S*ld, func(c0, c1 int) {
 		for c := c0; c < c1; c++ {
 			xc := x[c*p.H*p.W:][:p.H*p.W]
@@ -189,6 +193,47 @@ func im2col[T float](col, x []T, p tensor.ConvParams, p0, np, P, Q int) {
 								dst[q] = src[iw]
 								iw += p.StrideW
 							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// im2colSame is im2col for stride 1 with output rows as wide as input
+// rows ("same" convolutions, the common case): then the band of one
+// (c, r, s) row is one contiguous run of x shifted by (r, s), so it is
+// copied in one piece and the columns that fell off the image edge (which
+// picked up neighbouring rows' pixels) are zeroed afterwards.
+func im2colSame[T float](col, x []T, p tensor.ConvParams, p0, np, P, Q int) {
+	ld := np * Q
+	w := p.W
+	parallelFor(p.C, p.R*p.S*ld, func(c0, c1 int) {
+		for c := c0; c < c1; c++ {
+			xc := x[c*p.H*w:][:p.H*w]
+			for r := 0; r < p.R; r++ {
+				// Output rows i whose input row p0+i−PadH+r is inside the image.
+				ilo := min(np, max(0, p.PadH-r-p0))
+				ihi := max(ilo, min(np, p.H+p.PadH-r-p0))
+				for s := 0; s < p.S; s++ {
+					row := col[((c*p.R+r)*p.S+s)*ld:][:ld]
+					clear(row[:ilo*Q])
+					clear(row[ihi*Q:])
+					if ihi == ilo {
+						continue
+					}
+					qlo, qhi := validRange(Q, w, 1, p.PadW, s)
+					// Element (i, q) of the band reads x[base + i*w + q].
+					base := (p0-p.PadH+r)*w - p.PadW + s
+					first, last := ilo*Q+qlo, (ihi-1)*Q+qhi // [first, last) of the band
+					if first < last {
+						copy(row[first:last], xc[base+first:base+last])
+					}
+					if qlo > 0 || qhi < Q {
+						for i := ilo; i < ihi; i++ {
+							clear(row[i*Q : i*Q+qlo])
+							clear(row[i*Q+qhi : (i+1)*Q])
 						}
 					}
 				}

@@ -12,6 +12,9 @@ import (
 func normCDFAVX512(dst, x []float32)
 
 //go:noescape
+func axpyAVX512(y, x []float32, a float32)
+
+//go:noescape
 func maxAVX512(x []float32, m float32) float32
 
 //go:noescape
@@ -78,5 +81,20 @@ func normCDFVec(dst, x []float32) {
 	}
 	for i, v := range x[n:] {
 		dst[n+i] = normCDF32(v)
+	}
+}
+
+// axpy32 sets y[i] += a·x[i] (len(x) ≥ len(y)).
+func axpy32(y, x []float32, a float32) {
+	x = x[:len(y)]
+	n := 0
+	if useAVX512 {
+		n = len(y) &^ 15
+		if n > 0 {
+			axpyAVX512(y[:n], x[:n], a)
+		}
+	}
+	for i, v := range x[n:] {
+		y[n+i] += a * v
 	}
 }

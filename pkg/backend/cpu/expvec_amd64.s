@@ -276,3 +276,28 @@ nloop:
 ndone:
 	VZEROUPPER
 	RET
+
+// func axpyAVX512(y, x []float32, a float32)
+//
+// y[i] += a·x[i] for n = len(y) rounded down to a multiple of 16.
+TEXT ·axpyAVX512(SB), NOSPLIT, $0-52
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ x_base+24(FP), SI
+	SHRQ $4, CX
+	VBROADCASTSS a+48(FP), Z15
+	TESTQ CX, CX
+	JZ adone
+
+aloop:
+	VMOVUPS (DI), Z0
+	VFMADD231PS (SI), Z15, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ aloop
+
+adone:
+	VZEROUPPER
+	RET

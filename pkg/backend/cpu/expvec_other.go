@@ -20,3 +20,11 @@ func normCDFVec(dst, x []float32) {
 		dst[i] = normCDF32(v)
 	}
 }
+
+// axpy32 sets y[i] += a·x[i] (len(x) ≥ len(y)).
+func axpy32(y, x []float32, a float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}

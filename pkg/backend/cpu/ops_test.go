@@ -528,3 +528,16 @@ func TestNormCDFVec(t *testing.T) {
 		}
 	}
 }
+
+func TestAxpy32(t *testing.T) {
+	r := newRand(21)
+	for _, n := range []int{1, 16, 37, 1000} {
+		y, x := randn(r, n), randn(r, n+3)
+		want := make([]float64, n)
+		for i := range want {
+			want[i] = float64(y[i]) + 0.75*float64(x[i])
+		}
+		axpy32(y, x, 0.75)
+		near(t, fmt.Sprintf("axpy32 n=%d", n), y, want, 1e-7)
+	}
+}
