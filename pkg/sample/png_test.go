@@ -24,7 +24,7 @@ func TestEncodePNG(t *testing.T) {
 	}
 	for _, text := range []string{
 		"photo of a café\nSteps: 30, Sampler: Euler a, CFG scale: 7.5, Seed: 1, Size: 512x512", // Latin-1: tEXt
-		"猫の写真\nSteps: 20, Sampler: DDIM, CFG scale: 7.0, Seed: 2, Size: 512x768",           // iTXt
+		"猫の写真\nSteps: 20, Sampler: DDIM, CFG scale: 7.0, Seed: 2, Size: 512x768",               // iTXt
 	} {
 		var b bytes.Buffer
 		if err := EncodePNG(&b, img, text); err != nil {
