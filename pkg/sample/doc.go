@@ -16,6 +16,20 @@
 // in the UNet's scale: the decoder gets them divided by the VAE scale
 // factor (0.18215).
 //
+// Sampler names (ByName): "euler_a" (kohya_ss's default), "ddim" (kohya's
+// DDIM: leading spacing, offset 0, alpha-to-one, x̂₀ clamped to [−1, 1] in
+// latent space; sd-scripts' default) and "ddim_sd15" (SD 1.5's config:
+// offset 1, no alpha-to-one, no clamp). Names kohya accepts that loco does
+// not implement are errors rather than kohya's silent fall-back to DDIM.
+//
+// Prompt files (LoadPrompts): .txt lines with inline options --n --w --h
+// --s --l --d --ss, or .json; unlike kohya, unknown options, bad numbers
+// and sizes that are not multiples of 8 are errors naming the line.
+// Pipeline.Generate encodes the prompt and the negative prompt (A1111
+// emphasis weights, up to 3 chunks of 75 tokens), samples from a seed,
+// decodes with the VAE and returns 8-bit RGB; Result.WritePNG stores it
+// with the "parameters" text AUTOMATIC1111 writes.
+//
 // Randomness goes through RNG. Torch is PyTorch's CPU generator
 // (torch.manual_seed + torch.randn), so a seed gives the same start noise
 // as torch.randn on the CPU.
