@@ -1,0 +1,177 @@
+package train
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Options are the settings of a run, named after sd-scripts' arguments
+// (spec/train.md, spec/kohya-config.md). Zero values are not always the
+// defaults: start from DefaultOptions.
+type Options struct {
+	// Network (spec/locon.md).
+	NetworkModule string  // "lycoris.kohya"
+	Algo          string  // "locon"
+	Preset        string  // "full" (282 UNet layers) or "2023" (278)
+	NetworkDim    int     // rank of Linear and 1×1 conv modules
+	NetworkAlpha  float64 // 0 means alpha = rank
+	ConvDim       int     // rank of k×k conv modules; 0 means NetworkDim
+	ConvAlpha     float64
+	// NetworkArgs are the network_args as given ("key=value"), stored in
+	// ss_network_args in this order; conv_dim/conv_alpha/algo/preset are
+	// added from the fields above when missing.
+	NetworkArgs []string
+
+	// Data and steps.
+	BatchSize     int
+	Epochs        int // max_train_epochs
+	MaxTrainSteps int // > 0: the number of updates (instead of Epochs × U)
+	GradAccum     int // gradient_accumulation_steps
+
+	// Learning rates: a negative UNetLR/TextEncoderLR falls back to
+	// LearningRate; 0 drops that part (no modules are created for it).
+	LearningRate  float64
+	UNetLR        float64
+	TextEncoderLR float64
+
+	LRScheduler string
+	LRWarmup    float64 // lr_warmup_steps: steps, or a fraction < 1 of the total
+	NumCycles   float64 // cosine_with_restarts (default 1)
+	Power       float64 // polynomial (default 1)
+
+	Optimizer                 string // AdamW
+	Beta1, Beta2, Eps, WDecay float64
+	MaxGradNorm               float64 // 0 = no clipping
+
+	MixedPrecision string // no, fp16, bf16 (the CPU computes in fp32 whatever this says)
+	SavePrecision  string // fp16, bf16, float
+
+	Seed                  uint64
+	ClipSkip              int
+	MaxTokenLength        int // 75, 150, 225
+	PriorLossWeight       float64
+	MinSNRGamma           float64
+	Noise                 NoiseOffset
+	MultiresIterations    int
+	MultiresDiscount      float64
+	MinTimestep           int
+	MaxTimestep           int
+	FlipAug               bool
+	GradientCheckpointing bool
+
+	// Output.
+	OutputDir        string
+	OutputName       string
+	SaveEveryNEpochs int
+	SaveEveryNSteps  int
+	SaveState        bool // also write a resumable state with every saved network
+	TrainingComment  string
+
+	// Informational, for the metadata (what loco-bucket and loco-encode did).
+	Resolution    [2]int
+	EnableBucket  bool
+	NoUpscale     bool
+	MinBucketReso int
+	MaxBucketReso int
+	CacheLatents  bool
+	Metadata      map[string]string // modelspec.author etc. and extra keys
+}
+
+// DefaultOptions are sd-scripts' defaults where the recipe does not say
+// otherwise, with the kohya_ss GUI's where loco follows the GUI (LR 1e-4,
+// cosine, fp16 save).
+func DefaultOptions() Options {
+	return Options{
+		NetworkModule: "lycoris.kohya", Algo: "locon", Preset: "full",
+		NetworkDim: 8, NetworkAlpha: 1,
+		BatchSize: 1, Epochs: 1, GradAccum: 1,
+		LearningRate: 1e-4, UNetLR: -1, TextEncoderLR: -1,
+		LRScheduler: "cosine", NumCycles: 1, Power: 1,
+		Optimizer: "AdamW", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WDecay: 0.01,
+		MaxGradNorm:    1,
+		MixedPrecision: "fp16", SavePrecision: "fp16",
+		ClipSkip: 1, MaxTokenLength: 75, PriorLossWeight: 1,
+		MultiresDiscount: 0.3, MaxTimestep: 1000,
+		OutputName: "last", SaveEveryNEpochs: 0,
+		Resolution: [2]int{512, 512}, EnableBucket: true, MinBucketReso: 256, MaxBucketReso: 1024,
+		CacheLatents: true,
+	}
+}
+
+// LRs returns the UNet and text-encoder learning rates after the fallback
+// to LearningRate.
+func (o *Options) LRs() (unet, te float64) {
+	unet, te = o.UNetLR, o.TextEncoderLR
+	if unet < 0 {
+		unet = o.LearningRate
+	}
+	if te < 0 {
+		te = o.LearningRate
+	}
+	return unet, te
+}
+
+// Validate rejects contradictory or unsupported settings, naming them.
+func (o *Options) Validate() error {
+	var errs []string
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Sprintf(f, a...)) }
+	if o.NetworkDim < 1 {
+		bad("network_dim %d must be at least 1", o.NetworkDim)
+	}
+	if o.Algo != "locon" && o.Algo != "lora" {
+		bad("algo %q is not supported (locon)", o.Algo)
+	}
+	if o.Preset != "full" && o.Preset != "2023" {
+		bad("preset %q is not supported (full, 2023)", o.Preset)
+	}
+	if o.BatchSize < 1 || o.GradAccum < 1 {
+		bad("train_batch_size %d and gradient_accumulation_steps %d must be at least 1", o.BatchSize, o.GradAccum)
+	}
+	if o.Epochs < 1 && o.MaxTrainSteps < 1 {
+		bad("set max_train_epochs or max_train_steps")
+	}
+	u, te := o.LRs()
+	if u < 0 || te < 0 || u == 0 && te == 0 {
+		bad("learning rates: unet_lr %g and text_encoder_lr %g: at least one must be positive", u, te)
+	}
+	if o.Optimizer != "AdamW" {
+		bad("optimizer %q is not supported (AdamW)", o.Optimizer)
+	}
+	if err := (LRSchedule{Name: o.LRScheduler, Total: 1, Warmup: int(o.LRWarmup)}).Validate(); err != nil && !strings.Contains(err.Error(), "total steps") {
+		bad("%v", err)
+	}
+	switch o.MixedPrecision {
+	case "no", "fp16", "bf16":
+	default:
+		bad("mixed_precision %q (no, fp16, bf16)", o.MixedPrecision)
+	}
+	switch o.SavePrecision {
+	case "fp16", "bf16", "float", "fp32":
+	default:
+		bad("save_precision %q (fp16, bf16, float)", o.SavePrecision)
+	}
+	if o.ClipSkip < 1 {
+		bad("clip_skip %d must be at least 1", o.ClipSkip)
+	}
+	switch o.MaxTokenLength {
+	case 0, 75, 150, 225:
+	default:
+		bad("max_token_length %d (75, 150, 225)", o.MaxTokenLength)
+	}
+	if o.MinTimestep < 0 || o.MaxTimestep > 1000 {
+		bad("timestep range [%d, %d) outside [0, 1000]", o.MinTimestep, o.MaxTimestep)
+	}
+	if o.MultiresIterations < 0 || o.MultiresDiscount < 0 {
+		bad("multires noise: iterations %d, discount %g", o.MultiresIterations, o.MultiresDiscount)
+	}
+	if o.Noise.Offset < 0 {
+		bad("noise_offset %g is negative", o.Noise.Offset)
+	}
+	if o.OutputName == "" {
+		bad("output_name is empty")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
