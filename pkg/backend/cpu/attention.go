@@ -15,6 +15,13 @@ import (
 //
 // Tensors are [B, T, H, D]: the rows of one head are H*D elements apart,
 // which is the leading dimension handed to the GEMM.
+//
+// Products whose natural output is T×D (P·V, and the gradients dQ, dK,
+// dV) are computed transposed, as D×T, into per-worker accumulators: the
+// SGEMM's micro-tile is 32 columns wide, so a 40-column output (SD's head
+// size) would waste 3/8 of it, while D as the row count costs little
+// (rows come in 14s). The accumulators are transposed into the outputs
+// once per query block (forward) or per head (backward).
 
 // attnBQ is the query block height.
 const attnBQ = 64
@@ -49,28 +56,30 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 	checkLen(op, "o"+fmtShape(p.B, p.Tq, p.H, p.D), len(os), p.B*p.Tq*p.H*p.D)
 	checkLen(op, "lse"+fmtShape(p.B, p.H, p.Tq), len(ls), p.B*p.H*p.Tq)
 
+	const bq = attnBQ
 	bk := attnBK(p.D)
-	nqb := (p.Tq + attnBQ - 1) / attnBQ
+	nqb := (p.Tq + bq - 1) / bq
 	nt := Threads()
 	scratch := make([][]float32, nt)
 	for w := range scratch {
-		scratch[w] = b.get(attnBQ*bk + attnBQ*p.D + 2*attnBQ)
+		scratch[w] = b.get(bq*bk + p.D*bq + 3*bq)
 	}
 	ld := p.H * p.D
 	parallelDynamic(p.B*p.H*nqb, func(task, w int) {
 		bh, qb := task/nqb, task%nqb
 		bi, h := bh/p.H, bh%p.H
-		q0 := qb * attnBQ
-		nq := min(attnBQ, p.Tq-q0)
+		q0 := qb * bq
+		nq := min(bq, p.Tq-q0)
 		sc := scratch[w]
-		s := sc[:attnBQ*bk]
-		acc := sc[attnBQ*bk:][:attnBQ*p.D]
-		m := sc[attnBQ*bk+attnBQ*p.D:][:attnBQ]
-		l := sc[attnBQ*bk+attnBQ*p.D+attnBQ:][:attnBQ]
+		s := sc[:bq*bk]                     // scores, then probabilities [nq, nk]
+		accT := sc[bq*bk:][:p.D*bq]         // Σ P·V, transposed [D, bq]
+		m := sc[bq*bk+p.D*bq:][:bq]         // running max per query
+		l := sc[bq*bk+p.D*bq+bq:][:bq]      // running sum per query
+		corr := sc[bq*bk+p.D*bq+2*bq:][:bq] // rescale factor of this key block
 		for i := 0; i < nq; i++ {
 			m[i], l[i] = float32(math.Inf(-1)), 0
 		}
-		clear(acc[:nq*p.D])
+		clear(accT)
 		qBlk := qs[(bi*p.Tq+q0)*ld+h*p.D:]
 		tk := p.Tk
 		if p.Causal {
@@ -81,6 +90,7 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 			kBlk := ks[(bi*p.Tk+k0)*ld+h*p.D:]
 			vBlk := vs[(bi*p.Tk+k0)*ld+h*p.D:]
 			gemm(false, true, nq, nk, p.D, p.Scale, qBlk, ld, kBlk, ld, 0, s, nk)
+			rescale := false
 			for i := 0; i < nq; i++ {
 				row := s[i*nk : (i+1)*nk]
 				if p.Causal {
@@ -91,31 +101,37 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 						}
 					}
 				}
+				corr[i] = 1
 				mx := rowMax(row, m[i])
 				if math.IsInf(float64(mx), -1) {
 					clear(row) // every key masked so far: contributes nothing
 					continue
 				}
-				corr := expf(m[i] - mx)
-				sum := expShift(row, mx)
-				l[i] = l[i]*corr + sum
+				c := expf(m[i] - mx)
+				l[i] = l[i]*c + expShift(row, mx)
 				m[i] = mx
-				if corr != 1 {
-					a := acc[i*p.D : (i+1)*p.D]
-					for d := range a {
-						a[d] *= corr
+				if c != 1 {
+					corr[i], rescale = c, true
+				}
+			}
+			if rescale {
+				for d := 0; d < p.D; d++ {
+					row := accT[d*bq : d*bq+nq]
+					for i := range row {
+						row[i] *= corr[i]
 					}
 				}
 			}
-			gemm(false, false, nq, p.D, nk, 1, s, nk, vBlk, ld, 1, acc, p.D)
+			// accᵀ[D, nq] += Vᵀ[D, nk] · Pᵀ[nk, nq]
+			gemm(true, true, p.D, nq, nk, 1, vBlk, ld, s, nk, 1, accT, bq)
 		}
 		oBlk := os[(bi*p.Tq+q0)*ld+h*p.D:]
 		lseRow := ls[bh*p.Tq+q0:]
 		for i := 0; i < nq; i++ {
 			inv := 1 / l[i]
-			a, dst := acc[i*p.D:(i+1)*p.D], oBlk[i*ld:i*ld+p.D]
+			dst := oBlk[i*ld : i*ld+p.D]
 			for d := range dst {
-				dst[d] = a[d] * inv
+				dst[d] = accT[d*bq+i] * inv
 			}
 			lseRow[i] = m[i] + float32(math.Log(float64(l[i])))
 		}
@@ -126,13 +142,16 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 }
 
 // AttentionBackward adds the gradients of Attention into dq, dk, dv. Work
-// is split over (batch, head) pairs, so every gradient row has one writer:
-// for each key block, the query blocks are visited and
+// is split over (batch, head) pairs, so every gradient row has one writer.
+// For each key block the query blocks are visited and
 //
 //	P  = exp(Q·Kᵀ·scale − lse)          (recomputed)
-//	dV += Pᵀ·dO
+//	dVᵀ += dOᵀ·P
 //	dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(dO ∘ O))
-//	dQ += scale·dS·K,  dK += scale·dSᵀ·Q
+//	dQᵀ += scale·Kᵀ·dSᵀ,  dKᵀ += scale·Qᵀ·dS
+//
+// with dQᵀ, dKᵀ, dVᵀ [D, T] per-worker accumulators added into the
+// outputs when the head is done.
 func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Storage, p tensor.AttnParams) {
 	const op = "attention_backward"
 	dqs, dks, dvs, dos := f32(op, dq), f32(op, dk), f32(op, dv), f32(op, do)
@@ -149,21 +168,24 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 		return
 	}
 
+	const bq = attnBQ
 	bk := attnBK(p.D)
-	nt := Threads()
+	nt := min(Threads(), p.B*p.H)
 	scratch := make([][]float32, nt)
 	for w := range scratch {
-		scratch[w] = b.get(2*attnBQ*bk + p.Tq)
+		scratch[w] = b.get(2*bq*bk + p.Tq + p.D*p.Tq + 2*p.D*p.Tk)
 	}
 	ld := p.H * p.D
 	parallelDynamic(p.B*p.H, func(bh, w int) {
 		bi, h := bh/p.H, bh%p.H
 		sc := scratch[w]
-		pm := sc[:attnBQ*bk]             // P, then dS
-		dp := sc[attnBQ*bk:][:attnBQ*bk] // dP
-		delta := sc[2*attnBQ*bk:][:p.Tq]
+		pm := sc[:bq*bk]             // P, then dS [qn, kn]
+		dp := sc[bq*bk:][:bq*bk]     // dP [qn, kn]
+		delta := sc[2*bq*bk:][:p.Tq] // rowsum(dO ∘ O)
+		rest := sc[2*bq*bk+p.Tq:]
+		dqT, dkT, dvT := rest[:p.D*p.Tq], rest[p.D*p.Tq:][:p.D*p.Tk], rest[p.D*p.Tq+p.D*p.Tk:][:p.D*p.Tk]
+		clear(rest[:p.D*p.Tq+2*p.D*p.Tk])
 		head := func(s []float32, t0, tlen int) []float32 { return s[(bi*tlen+t0)*ld+h*p.D:] }
-		// delta[i] = Σ_d dO[i,d]·O[i,d]
 		for i := 0; i < p.Tq; i++ {
 			delta[i] = float32(dot(head(dos, i, p.Tq)[:p.D], head(os, i, p.Tq)[:p.D]))
 		}
@@ -173,24 +195,24 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 			kBlk, vBlk := head(ks, k0, p.Tk), head(vs, k0, p.Tk)
 			q0Start := 0
 			if p.Causal {
-				q0Start = k0 / attnBQ * attnBQ // earlier queries see none of these keys
+				q0Start = k0 / bq * bq // earlier queries see none of these keys
 			}
-			for q0 := q0Start; q0 < p.Tq; q0 += attnBQ {
-				qn := min(attnBQ, p.Tq-q0)
+			for q0 := q0Start; q0 < p.Tq; q0 += bq {
+				qn := min(bq, p.Tq-q0)
 				qBlk, doBlk := head(qs, q0, p.Tq), head(dos, q0, p.Tq)
 				gemm(false, true, qn, kn, p.D, p.Scale, qBlk, ld, kBlk, ld, 0, pm, kn)
 				for i := 0; i < qn; i++ {
 					row := pm[i*kn : (i+1)*kn]
-					li := lseRow[q0+i]
 					lim := kn
 					if p.Causal {
 						lim = min(kn, max(q0+i+1-k0, 0))
 					}
-					expShift(row[:lim], li)
+					expShift(row[:lim], lseRow[q0+i])
 					clear(row[lim:])
 				}
 				if dvs != nil {
-					gemm(true, false, kn, p.D, qn, 1, pm, kn, doBlk, ld, 1, head(dvs, k0, p.Tk), ld)
+					// dVᵀ[D, kn] += dOᵀ[D, qn] · P[qn, kn]
+					gemm(true, false, p.D, kn, qn, 1, doBlk, ld, pm, kn, 1, dvT[k0:], p.Tk)
 				}
 				if dqs == nil && dks == nil {
 					continue
@@ -204,13 +226,29 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 					}
 				}
 				if dqs != nil {
-					gemm(false, false, qn, p.D, kn, p.Scale, pm, kn, kBlk, ld, 1, head(dqs, q0, p.Tq), ld)
+					// dQᵀ[D, qn] += scale · Kᵀ[D, kn] · dSᵀ[kn, qn]
+					gemm(true, true, p.D, qn, kn, p.Scale, kBlk, ld, pm, kn, 1, dqT[q0:], p.Tq)
 				}
 				if dks != nil {
-					gemm(true, false, kn, p.D, qn, p.Scale, pm, kn, qBlk, ld, 1, head(dks, k0, p.Tk), ld)
+					// dKᵀ[D, kn] += scale · Qᵀ[D, qn] · dS[qn, kn]
+					gemm(true, false, p.D, kn, qn, p.Scale, qBlk, ld, pm, kn, 1, dkT[k0:], p.Tk)
 				}
 			}
 		}
+		addTransposed := func(dst, srcT []float32, tlen int) {
+			if dst == nil {
+				return
+			}
+			for t := 0; t < tlen; t++ {
+				row := head(dst, t, tlen)[:p.D]
+				for d := range row {
+					row[d] += srcT[d*tlen+t]
+				}
+			}
+		}
+		addTransposed(dqs, dqT, p.Tq)
+		addTransposed(dks, dkT, p.Tk)
+		addTransposed(dvs, dvT, p.Tk)
 	})
 	for _, sc := range scratch {
 		b.put(sc)
