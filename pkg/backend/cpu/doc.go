@@ -22,16 +22,26 @@
 //
 // Algorithms:
 //   - Conv2D lowers to GEMM through im2col, built one band of output rows
-//     at a time so that the scratch stays under 16 MiB; the input gradient
-//     is a GEMM followed by col2im; 1×1 stride-1 unpadded convolutions are
-//     plain GEMMs on the input.
+//     at a time so that the scratch stays under 16 MiB (for stride-1
+//     "same" convolutions each band row is one shifted copy of the image);
+//     the input gradient is a GEMM followed by col2im; 1×1 stride-1
+//     unpadded convolutions are plain GEMMs on the input.
 //   - Attention is flash-style: query blocks of 64 rows against key blocks
-//     with an online softmax, so at most one block of scores per worker
-//     exists; it saves the log-sum-exp, and the backward pass recomputes
-//     score blocks from it.
+//     of 128–256 with an online softmax, so at most one block of scores
+//     per worker exists; it saves the log-sum-exp, and the backward pass
+//     recomputes score blocks from it. Products with a head-sized output
+//     are computed transposed (D×T) to suit the SGEMM's 14×32 micro-tile.
 //   - Reductions (norm statistics, MSE, SumSquares) accumulate in float64.
 //   - AdamW follows torch.optim.AdamW (decoupled weight decay, bias
 //     correction), each element computed in float64 and rounded once.
-//   - exp in float32 is a polynomial (about 1 ulp); erf goes through
-//     math.Erf.
+//
+// Transcendentals in float32: exp is a degree-6 polynomial after range
+// reduction (relative error below 3e-7); GELU's Φ(x) = ½·erfc(−x/√2) uses
+// the Chebyshev erfc fit of Numerical Recipes (relative error below 1e-6
+// down to x = −6, so the negative tail keeps its relative accuracy). On
+// amd64 with AVX-512 the hot loops (exp of a score row, row max, sigmoid
+// for SiLU and QuickGELU, Φ, axpy) run in assembly (expvec_amd64.s);
+// LOCO_NOASM=1 or the build tag noasm selects the Go loops, which the
+// tests also run. The float64 instances of the generic loops use package
+// math throughout.
 package cpu
