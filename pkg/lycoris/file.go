@@ -16,14 +16,27 @@ import (
 // FileModule is one module of a network file, on the host, in float32.
 type FileModule struct {
 	Name                         string
-	Down, Up, Mid                []float32
+	Down, Up, Mid                []float32 // LoCon
 	DownShape, UpShape, MidShape []int
+	W1a, W1b, W2a, W2b           []float32 // LoHa (hada_w1_a ...)
+	W1aShape, W1bShape           []int
+	W2aShape, W2bShape           []int
 	Alpha                        float32
 	HasAlpha                     bool
 }
 
-// Rank is lora_down's first dimension.
-func (m *FileModule) Rank() int { return m.DownShape[0] }
+// IsLoHa reports whether the module holds LoHa (hada_*) tensors.
+func (m *FileModule) IsLoHa() bool {
+	return m.W1a != nil || m.W1b != nil || m.W2a != nil || m.W2b != nil
+}
+
+// Rank is lora_down's first dimension (hada_w1_b's for LoHa).
+func (m *FileModule) Rank() int {
+	if m.IsLoHa() {
+		return m.W1bShape[0]
+	}
+	return m.DownShape[0]
+}
 
 // File is a LoCon network file in kohya/LyCORIS layout.
 type File struct {
@@ -88,6 +101,18 @@ func ReadFile(path string) (*File, error) {
 			name = strings.TrimSuffix(k, sufMid)
 			m := get(name)
 			dst, shape = &m.Mid, &m.MidShape
+		case strings.HasSuffix(k, ".hada_w1_a"):
+			m := get(strings.TrimSuffix(k, ".hada_w1_a"))
+			dst, shape = &m.W1a, &m.W1aShape
+		case strings.HasSuffix(k, ".hada_w1_b"):
+			m := get(strings.TrimSuffix(k, ".hada_w1_b"))
+			dst, shape = &m.W1b, &m.W1bShape
+		case strings.HasSuffix(k, ".hada_w2_a"):
+			m := get(strings.TrimSuffix(k, ".hada_w2_a"))
+			dst, shape = &m.W2a, &m.W2aShape
+		case strings.HasSuffix(k, ".hada_w2_b"):
+			m := get(strings.TrimSuffix(k, ".hada_w2_b"))
+			dst, shape = &m.W2b, &m.W2bShape
 		case strings.HasSuffix(k, sufAlpha):
 			m := get(strings.TrimSuffix(k, sufAlpha))
 			v, err := sf.ReadFloat32(k)
@@ -113,10 +138,23 @@ func ReadFile(path string) (*File, error) {
 		if len(unknown) > 8 {
 			unknown = append(unknown[:8], fmt.Sprintf("… (%d more)", len(unknown)-8))
 		}
-		return nil, fmt.Errorf("%s: not a LoCon network (lora_down/lora_up/lora_mid/alpha); unexpected tensors: %s",
+		return nil, fmt.Errorf("%s: not a LoCon or LoHa network (lora_down/lora_up/lora_mid, hada_w1_a/b, hada_w2_a/b, alpha); unexpected tensors: %s",
 			path, strings.Join(unknown, ", "))
 	}
 	for _, m := range mods {
+		if m.IsLoHa() {
+			switch {
+			case m.Down != nil || m.Up != nil || m.Mid != nil:
+				return nil, fmt.Errorf("%s: module %s mixes LoHa and LoCon tensors", path, m.Name)
+			case m.W1a == nil || m.W1b == nil || m.W2a == nil || m.W2b == nil:
+				return nil, fmt.Errorf("%s: module %s lacks one of hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b", path, m.Name)
+			case len(m.W1aShape) != 2 || len(m.W1bShape) != 2 || !equalInts(m.W1aShape, m.W2aShape) || !equalInts(m.W1bShape, m.W2bShape) ||
+				m.W1aShape[1] != m.W1bShape[0]:
+				return nil, fmt.Errorf("%s: module %s: LoHa shapes %v %v %v %v do not chain", path, m.Name, m.W1aShape, m.W1bShape, m.W2aShape, m.W2bShape)
+			}
+			f.Modules = append(f.Modules, m)
+			continue
+		}
 		switch {
 		case m.Down == nil || m.Up == nil:
 			return nil, fmt.Errorf("%s: module %s lacks lora_down or lora_up", path, m.Name)
@@ -149,8 +187,8 @@ func (n *Network) Load(f *File) error {
 		if !ok {
 			return fmt.Errorf("%s: no module %s", f.Path, m.Name)
 		}
-		if (fm.Mid != nil) != (m.Mid != nil) {
-			return fmt.Errorf("%s: module %s: Tucker (lora_mid) in the file %v, in the network %v", f.Path, m.Name, fm.Mid != nil, m.Mid != nil)
+		if fm.IsLoHa() != (m.algo == AlgoLoHa) {
+			return fmt.Errorf("%s: module %s: LoHa in the file %v, in the network %v", f.Path, m.Name, fm.IsLoHa(), m.algo == AlgoLoHa)
 		}
 		set := func(suffix string, v []float32, shape []int) error {
 			en, _ := n.Entry(m.Name + suffix)
@@ -158,6 +196,26 @@ func (n *Network) Load(f *File) error {
 				return fmt.Errorf("%s: %s%s has shape %v, the network wants %v", f.Path, m.Name, suffix, shape, en.Shape)
 			}
 			return n.SetValues(m.Name+suffix, v)
+		}
+		m.Alpha = float32(m.Rank)
+		if fm.HasAlpha && fm.Alpha != 0 {
+			m.Alpha = fm.Alpha
+		}
+		if fm.IsLoHa() {
+			for _, x := range []struct {
+				suf string
+				v   []float32
+				sh  []int
+			}{{".hada_w1_a", fm.W1a, fm.W1aShape}, {".hada_w1_b", fm.W1b, fm.W1bShape},
+				{".hada_w2_a", fm.W2a, fm.W2aShape}, {".hada_w2_b", fm.W2b, fm.W2bShape}} {
+				if err := set(x.suf, x.v, x.sh); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if (fm.Mid != nil) != (m.Mid != nil) {
+			return fmt.Errorf("%s: module %s: Tucker (lora_mid) in the file %v, in the network %v", f.Path, m.Name, fm.Mid != nil, m.Mid != nil)
 		}
 		if err := set(sufDown, fm.Down, fm.DownShape); err != nil {
 			return err
@@ -170,12 +228,20 @@ func (n *Network) Load(f *File) error {
 				return err
 			}
 		}
-		m.Alpha = float32(m.Rank)
-		if fm.HasAlpha && fm.Alpha != 0 {
-			m.Alpha = fm.Alpha
-		}
 	}
 	return nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Tensors returns the network's file tensors (lora_down, lora_up, lora_mid

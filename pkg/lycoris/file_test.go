@@ -201,7 +201,9 @@ func TestReadFileErrors(t *testing.T) {
 		ts   map[string][]int
 		want string
 	}{
-		"loha":     {map[string][]int{"lora_unet_x.hada_w1_a": {4, 2}}, "not a LoCon"},
+		"lokr":     {map[string][]int{"lora_unet_x.lokr_w1": {4, 2}}, "not a LoCon"},
+		"loha":     {map[string][]int{"lora_unet_x.hada_w1_a": {4, 2}}, "lacks one of"},
+		"mixed":    {map[string][]int{"lora_unet_x.hada_w1_a": {4, 2}, "lora_unet_x.lora_down.weight": {2, 3}}, "mixes"},
 		"noup":     {map[string][]int{"lora_unet_x.lora_down.weight": {4, 2}}, "lacks"},
 		"mismatch": {map[string][]int{"lora_unet_x.lora_down.weight": {4, 2}, "lora_unet_x.lora_up.weight": {3, 5}}, "does not match"},
 	} {

@@ -2,7 +2,6 @@ package lycoris
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 
 	"loco/pkg/nn"
@@ -11,13 +10,15 @@ import (
 
 // Config chooses ranks and alphas (kohya/LyCORIS argument names).
 type Config struct {
+	Algo             Algo    // locon (default) or loha
 	Dim, ConvDim     int     // network_dim (Linear, 1×1 conv), conv_dim (k×k conv)
 	Alpha, ConvAlpha float32 // network_alpha, conv_alpha; 0 means alpha = rank
 	Tucker           bool    // use_tucker: k×k convs as down 1×1, mid k×k, up 1×1
 	Multiplier       float32 // 1 in training
 }
 
-// Module is one wrapped layer: ΔW = scale · up·(mid)·down, scale = multiplier·alpha/rank.
+// Module is one wrapped layer: ΔW = scale · up·(mid)·down (LoCon) or
+// scale · (W1a·W1b) ⊙ (W2a·W2b) (LoHa), scale = multiplier·alpha/rank.
 type Module struct {
 	Name   string // kohya name, e.g. lora_unet_down_blocks_0_resnets_0_conv1
 	Layer  string // checkpoint module key of the wrapped layer
@@ -26,10 +27,14 @@ type Module struct {
 	Conv   bool // wraps a Conv2d
 	Kernel int  // conv kernel size (1 for Linear)
 
-	Down, Mid, Up *tensor.Tensor // views into the network's flat buffer (Mid nil unless Tucker)
+	// LoCon factors: views into the network's flat buffer (Mid nil unless Tucker).
+	Down, Mid, Up *tensor.Tensor
+	// LoHa factors: ΔW = (W1a·W1b) ⊙ (W2a·W2b).
+	W1a, W1b, W2a, W2b *tensor.Tensor
 
-	stride, pad int
-	net         *Network
+	stride, pad, in, out int
+	algo                 Algo
+	net                  *Network
 }
 
 // Scale is multiplier·alpha/rank.
@@ -69,6 +74,17 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	if cfg.Multiplier == 0 {
 		cfg.Multiplier = 1
 	}
+	switch cfg.Algo {
+	case "", "lora":
+		cfg.Algo = AlgoLoCon
+	case AlgoLoCon:
+	case AlgoLoHa:
+		if cfg.Tucker {
+			return nil, fmt.Errorf("lycoris: LoHa with use_tucker is not supported")
+		}
+	default:
+		return nil, fmt.Errorf("lycoris: unknown algo %q (locon, lora, loha)", cfg.Algo)
+	}
 	n := &Network{Multiplier: cfg.Multiplier, e: e}
 	alphaOr := func(a float32, r int) float32 {
 		if a == 0 {
@@ -88,47 +104,33 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 		}
 		mods = append(mods, m)
 	}
-	// Shapes per module, then one flat layout in module order.
-	type spec struct {
-		down, mid, up tensor.Shape
-	}
-	specs := make([]spec, len(mods))
+	// Factor shapes per module, then one flat layout in module order.
+	specs := make([][]factor, len(mods))
 	li, ci := 0, 0
 	for i, m := range mods {
 		name, err := KohyaName(m.Layer)
 		if err != nil {
 			return nil, err
 		}
-		m.Name, m.net = name, n
-		r := m.Rank
-		if !m.Conv {
-			l := linears[li]
-			li++
-			specs[i] = spec{down: tensor.Shape{r, l.In}, up: tensor.Shape{l.Out, r}}
-			continue
-		}
-		c := convs[ci]
-		ci++
-		k := c.Kernel
-		if cfg.Tucker && k > 1 {
-			specs[i] = spec{down: tensor.Shape{r, c.In, 1, 1}, mid: tensor.Shape{r, r, k, k}, up: tensor.Shape{c.Out, r, 1, 1}}
+		m.Name, m.net, m.algo = name, n, cfg.Algo
+		in, out, k := 0, 0, m.Kernel
+		if m.Conv {
+			in, out = convs[ci].In, convs[ci].Out
+			ci++
 		} else {
-			specs[i] = spec{down: tensor.Shape{r, c.In, k, k}, up: tensor.Shape{c.Out, r, 1, 1}}
+			in, out = linears[li].In, linears[li].Out
+			li++
 		}
+		m.in, m.out = in, out
+		specs[i] = factorsOf(cfg, m.Rank, in, out, k, m.Conv)
 	}
 	total := 0
-	add := func(key string, s tensor.Shape) int {
-		off := total
-		n.Entries = append(n.Entries, Entry{Key: key, Offset: off, Shape: s})
-		total += s.Numel()
-		return off
-	}
-	offs := make([][3]int, len(mods))
+	offs := make([][]int, len(mods))
 	for i, m := range mods {
-		offs[i][0] = add(m.Name+".lora_down.weight", specs[i].down)
-		offs[i][2] = add(m.Name+".lora_up.weight", specs[i].up)
-		if specs[i].mid != nil {
-			offs[i][1] = add(m.Name+".lora_mid.weight", specs[i].mid)
+		for _, f := range specs[i] {
+			offs[i] = append(offs[i], total)
+			n.Entries = append(n.Entries, Entry{Key: m.Name + f.suffix, Offset: total, Shape: f.shape})
+			total += f.shape.Numel()
 		}
 	}
 	n.index = make(map[string]int, len(n.Entries))
@@ -140,23 +142,11 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	e.B.Fill(n.Grads, 0)
 	init := make([]float32, total)
 	for i, m := range mods {
-		wrap := func(off int, s tensor.Shape) *tensor.Tensor {
-			v := e.Wrap(e.B.View(n.Params, off, s.Numel()), s...)
-			return v.Param(e.B.View(n.Grads, off, s.Numel()))
-		}
-		fill := func(off int, s tensor.Shape) {
-			fanIn := s.Numel() / s[0]
-			bound := 1 / math.Sqrt(float64(fanIn))
-			for j := off; j < off+s.Numel(); j++ {
-				init[j] = float32((rng.Float64()*2 - 1) * bound)
-			}
-		}
-		m.Down = wrap(offs[i][0], specs[i].down)
-		m.Up = wrap(offs[i][2], specs[i].up)
-		fill(offs[i][0], specs[i].down)
-		if specs[i].mid != nil {
-			m.Mid = wrap(offs[i][1], specs[i].mid)
-			fill(offs[i][1], specs[i].mid)
+		for j, f := range specs[i] {
+			off, sz := offs[i][j], f.shape.Numel()
+			t := e.Wrap(e.B.View(n.Params, off, sz), f.shape...).Param(e.B.View(n.Grads, off, sz))
+			*m.field(f.suffix) = t
+			f.fill(init[off:off+sz], f.shape, rng)
 		}
 	}
 	e.B.Upload(n.Params, init)
@@ -165,10 +155,17 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	li, ci = 0, 0
 	for _, m := range mods {
 		m := m
-		if m.Conv {
+		switch {
+		case m.algo == AlgoLoHa && m.Conv:
+			convs[ci].Extra = m.forwardLoHa
+			ci++
+		case m.algo == AlgoLoHa:
+			linears[li].Extra = m.forwardLoHa
+			li++
+		case m.Conv:
 			convs[ci].Extra = m.forwardConv
 			ci++
-		} else {
+		default:
 			linears[li].Extra = m.forwardLinear
 			li++
 		}
