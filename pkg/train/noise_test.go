@@ -1,6 +1,8 @@
 package train
 
 import (
+	"bytes"
+	"image/png"
 	"math"
 	"testing"
 )
@@ -106,6 +108,36 @@ func TestPyFloat(t *testing.T) {
 		0.1: "0.1", 1e16: "1e+16", 0: "0.0", 1.4e-8: "1.4e-08"} {
 		if got := PyFloat(v); got != want {
 			t.Errorf("PyFloat(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+func TestPlotPNG(t *testing.T) {
+	var lines []MetricsLine
+	for s := 1; s <= 40; s++ {
+		lines = append(lines, MetricsLine{Step: s, Loss: 1 / float64(s), AvgLoss: 1.5 / float64(s),
+			LR: map[string]float64{"unet": 1e-4 * float64(s) / 40, "textencoder": 5e-5}})
+	}
+	var buf bytes.Buffer
+	if err := PlotPNG(&buf, lines, "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Some pixels of both LR colours and the loss colour are drawn.
+	found := map[[3]uint32]int{}
+	bnd := img.Bounds()
+	for y := bnd.Min.Y; y < bnd.Max.Y; y++ {
+		for x := bnd.Min.X; x < bnd.Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			found[[3]uint32{r >> 8, g >> 8, b >> 8}]++
+		}
+	}
+	for _, c := range [][3]uint32{{200, 60, 30}, {30, 140, 60}, {20, 60, 160}} {
+		if found[c] < 20 {
+			t.Errorf("colour %v drawn %d times", c, found[c])
 		}
 	}
 }

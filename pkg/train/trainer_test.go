@@ -195,10 +195,10 @@ func TestRunDeterministicAndResume(t *testing.T) {
 	for k, v := range map[string]string{"ss_training_comment": "trigger: pralyco", "ss_epoch": "2", "ss_network_dim": "8",
 		"ss_network_alpha": "4.0", "ss_multires_noise_iterations": "10", "ss_multires_noise_discount": "0.1",
 		"ss_num_train_images": "6", "ss_num_reg_images": "4",
-		"ss_network_args": `{"preset": "full", "conv_dim": "4", "conv_alpha": "4", "algo": "locon", "dropout": null}`,
-		"ss_dataset_dirs":  `{"30_pralyco woman": {"n_repeats": 2, "img_count": 3}}`,
-		"ss_tag_frequency": `{"30_pralyco woman": {"pralyco woman": 3}, "1_woman": {"woman": 4}}`,
-		"ss_bucket_info":   `{"buckets": {"0": {"resolution": [192, 128], "count": 12}}, "mean_img_ar_error": 0.0}`,
+		"ss_network_args":        `{"preset": "full", "conv_dim": "4", "conv_alpha": "4", "algo": "locon", "dropout": null}`,
+		"ss_dataset_dirs":        `{"30_pralyco woman": {"n_repeats": 2, "img_count": 3}}`,
+		"ss_tag_frequency":       `{"30_pralyco woman": {"pralyco woman": 3}, "1_woman": {"woman": 4}}`,
+		"ss_bucket_info":         `{"buckets": {"0": {"resolution": [192, 128], "count": 12}}, "mean_img_ar_error": 0.0}`,
 		"modelspec.architecture": "stable-diffusion-v1/lora"} {
 		if got := f.Metadata[k]; got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)

@@ -1,0 +1,66 @@
+package train
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestImportGUIConfigRecipe(t *testing.T) {
+	raw, err := os.ReadFile("testdata/recipe-gui.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ImportGUIConfig(raw, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := g.Options
+	u, te := o.LRs()
+	if o.NetworkDim != 8 || o.NetworkAlpha != 4 || o.ConvDim != 4 || o.ConvAlpha != 4 || o.BatchSize != 3 || o.Epochs != 4 ||
+		o.GradAccum != 12 || u != 1e-4 || te != 1e-4 || o.LRScheduler != "cosine" || o.LRWarmup != 0.1 ||
+		o.MultiresIterations != 10 || o.MultiresDiscount != 0.1 || o.Noise.Offset != 0 || o.SavePrecision != "fp16" ||
+		o.MixedPrecision != "fp16" || o.TrainingComment != "trigger: pralyco" || o.OutputName != "pralyco" || o.Optimizer != "AdamW" {
+		t.Errorf("recipe imported as %+v", o)
+	}
+	// The same plan as the flags of the recipe.
+	f := DefaultOptions()
+	f.NetworkDim, f.NetworkAlpha, f.ConvDim, f.ConvAlpha = 8, 4, 4, 4
+	f.BatchSize, f.Epochs, f.GradAccum = 3, 4, 12
+	recs := recipeRecords(20, 40, [2]int{512, 512})
+	p1, _ := NewPlan(recs, "latent_key", o.BatchSize, o.GradAccum, o.Epochs, o.MaxTrainSteps)
+	p2, _ := NewPlan(recs, "latent_key", f.BatchSize, f.GradAccum, f.Epochs, f.MaxTrainSteps)
+	if p1.TotalSteps != p2.TotalSteps || p1.TotalSteps != 136 || p1.GUISteps != 134 {
+		t.Errorf("plans: %d and %d steps (GUI %d)", p1.TotalSteps, p2.TotalSteps, p1.GUISteps)
+	}
+	ex := strings.Join(g.Explain, "\n")
+	for _, want := range []string{"--multires-noise-iterations 10", "--network-dim 8", "ignored", "xformers"} {
+		if !strings.Contains(ex, want) {
+			t.Errorf("explanation lacks %q:\n%s", want, ex)
+		}
+	}
+}
+
+func TestImportGUIConfigBad(t *testing.T) {
+	for _, c := range []struct{ json, want string }{
+		{`{"LoRA_type": "LyCORIS/LoHa"}`, "LoRA_type"},
+		{`{"sdxl": true, "optimizer": "Prodigy"}`, "SD 1.x only; optimizer \"Prodigy\""},
+		{`{"learning_rate": 0, "unet_lr": 0, "text_encoder_lr": 0}`, "all 0"},
+		{`{"network_dim": "eight"}`, "network_dim"},
+		{`{"noise_offset_type": "Pyramid"}`, "noise_offset_type"},
+		{`{"lr_scheduler": "constant", "lr_warmup_steps": 5}`, "warmup"},
+		{`[1, 2]`, "flat JSON object"},
+	} {
+		_, err := ImportGUIConfig([]byte(c.json), DefaultOptions())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error with %q", c.json, err, c.want)
+		}
+	}
+	g, err := ImportGUIConfig([]byte(`{"network_dim": "16", "learning_rate": "0.0001", "my_new_field": 3, "sdxl_cache_text_encoder_outputs": true}`), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Options.NetworkDim != 16 || len(g.Warnings) != 1 || !strings.Contains(g.Warnings[0], "my_new_field") {
+		t.Errorf("string numbers / unknown fields: dim %d, warnings %q", g.Options.NetworkDim, g.Warnings)
+	}
+}
