@@ -173,13 +173,8 @@ func softmaxForward[T float](y, x []T, cols, lo, hi int) {
 		for _, v := range xr {
 			m = max(m, v)
 		}
-		var s T
-		for i, v := range xr {
-			e := exp(v - m)
-			yr[i] = e
-			s += e
-		}
-		inv := 1 / s
+		copy(yr, xr)
+		inv := 1 / expShiftRow(yr, m)
 		for i := range yr {
 			yr[i] *= inv
 		}

@@ -158,3 +158,18 @@ func gaussRow[T float](dst, x []T) {
 		dst[i] *= invSqrt2Pi
 	}
 }
+
+// expShiftRow sets x[i] = exp(x[i] − shift) and returns their sum: the
+// vector kernel for float32.
+func expShiftRow[T float](x []T, shift T) T {
+	if v, ok := any(x).([]float32); ok {
+		return T(expShift(v, float32(shift)))
+	}
+	var s T
+	for i, v := range x {
+		e := exp(v - shift)
+		x[i] = e
+		s += e
+	}
+	return s
+}
