@@ -145,8 +145,8 @@ func readLayouts(dir string) (UNetLayout, VAELayout, error) {
 		if uc.InChannels != 0 && uc.InChannels != 4 {
 			return ul, vl, fmt.Errorf("%s: in_channels %d (an inpainting or instruct model); loco trains 4-channel SD 1.x models", path, uc.InChannels)
 		}
-		if v, ok := uc.CrossAttnDim.(float64); ok && v != 768 {
-			return ul, vl, fmt.Errorf("%s: cross_attention_dim %v, not SD 1.x's 768 (SD 2.x has 1024, SDXL 2048); loco trains SD 1.x only", path, v)
+		if v, ok := uc.CrossAttnDim.(float64); ok && (v == 1024 || v == 2048) {
+			return ul, vl, fmt.Errorf("%s: cross_attention_dim %v, an SD 2.x (1024) or SDXL (2048) UNet; loco trains SD 1.x only", path, v)
 		}
 		if uc.LayersPerBlock > 0 {
 			ul.ResBlocks = uc.LayersPerBlock
@@ -209,7 +209,7 @@ func (d *Diffusers) identify() error {
 	} else if len(i.Shape) == 4 && i.Shape[1] != 4 {
 		return fmt.Errorf("%s: tensor conv_in.weight has %d input channels (an inpainting or instruct model); loco trains 4-channel SD 1.x models", u.path, i.Shape[1])
 	}
-	if i, ok := u.f.Info("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"); ok && len(i.Shape) == 2 && i.Shape[1] != 768 {
+	if i, ok := u.f.Info("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"); ok && len(i.Shape) == 2 && i.Shape[1] == 1024 {
 		return fmt.Errorf("%s: cross-attention context width %d (SD 2.x has 1024); loco trains SD 1.x only", u.path, i.Shape[1])
 	}
 	if te := d.parts[2]; te.f != nil {
