@@ -8,7 +8,7 @@ func (b *Backend) Unary(op tensor.UnaryOp, y, x tensor.Storage) {
 	ys, xs := f32(name, y), f32(name, x)
 	checkLen(name, "y", len(ys), len(xs))
 	checkUnary(op)
-	parallelFor(len(xs), 16, func(lo, hi int) { unaryForward(op, ys[lo:hi], xs[lo:hi]) })
+	parallelFor(len(xs), 4, func(lo, hi int) { unaryForward(op, ys[lo:hi], xs[lo:hi]) })
 }
 
 // UnaryBackward adds dy·f'(x) into dx.
@@ -21,7 +21,7 @@ func (b *Backend) UnaryBackward(op tensor.UnaryOp, dx, dy, x tensor.Storage) {
 		return
 	}
 	checkLen(name, "dx", len(dxs), len(xs))
-	parallelFor(len(xs), 24, func(lo, hi int) { unaryBackward(op, dxs[lo:hi], dys[lo:hi], xs[lo:hi]) })
+	parallelFor(len(xs), 6, func(lo, hi int) { unaryBackward(op, dxs[lo:hi], dys[lo:hi], xs[lo:hi]) })
 }
 
 func checkUnary(op tensor.UnaryOp) {
@@ -101,9 +101,9 @@ func (b *Backend) GEGLU(y, x tensor.Storage, rows, half int) {
 	const op = "geglu"
 	ys, xs := f32(op, y), f32(op, x)
 	checkDims(op, rows, half)
-	checkLen(op, "x"+fmtShape(rows, 2*half), len(xs), rows*2*half)
-	checkLen(op, "y"+fmtShape(rows, half), len(ys), rows*half)
-	parallelFor(rows, 16*half, func(lo, hi int) { gegluForward(ys, xs, half, lo, hi) })
+	checkShape(op, "x", len(xs), rows, 2*half)
+	checkShape(op, "y", len(ys), rows, half)
+	parallelFor(rows, 4*half, func(lo, hi int) { gegluForward(ys, xs, half, lo, hi) })
 }
 
 func gegluForward[T float](y, x []T, half, lo, hi int) {
@@ -128,13 +128,13 @@ func (b *Backend) GEGLUBackward(dx, dy, x tensor.Storage, rows, half int) {
 	const op = "geglu_backward"
 	dxs, dys, xs := f32(op, dx), f32(op, dy), f32(op, x)
 	checkDims(op, rows, half)
-	checkLen(op, "x"+fmtShape(rows, 2*half), len(xs), rows*2*half)
-	checkLen(op, "dy"+fmtShape(rows, half), len(dys), rows*half)
+	checkShape(op, "x", len(xs), rows, 2*half)
+	checkShape(op, "dy", len(dys), rows, half)
 	if dxs == nil {
 		return
 	}
-	checkLen(op, "dx"+fmtShape(rows, 2*half), len(dxs), rows*2*half)
-	parallelFor(rows, 24*half, func(lo, hi int) { gegluBackward(dxs, dys, xs, half, lo, hi) })
+	checkShape(op, "dx", len(dxs), rows, 2*half)
+	parallelFor(rows, 6*half, func(lo, hi int) { gegluBackward(dxs, dys, xs, half, lo, hi) })
 }
 
 func gegluBackward[T float](dx, dy, x []T, half, lo, hi int) {
@@ -161,8 +161,8 @@ func (b *Backend) Softmax(y, x tensor.Storage, rows, cols int) {
 	const op = "softmax"
 	ys, xs := f32(op, y), f32(op, x)
 	checkDims(op, rows, cols)
-	checkLen(op, "x"+fmtShape(rows, cols), len(xs), rows*cols)
-	checkLen(op, "y"+fmtShape(rows, cols), len(ys), rows*cols)
+	checkShape(op, "x", len(xs), rows, cols)
+	checkShape(op, "y", len(ys), rows, cols)
 	parallelFor(rows, 8*cols, func(lo, hi int) { softmaxForward(ys, xs, cols, lo, hi) })
 }
 
@@ -186,12 +186,12 @@ func (b *Backend) SoftmaxBackward(dx, dy, y tensor.Storage, rows, cols int) {
 	const op = "softmax_backward"
 	dxs, dys, ys := f32(op, dx), f32(op, dy), f32(op, y)
 	checkDims(op, rows, cols)
-	checkLen(op, "y"+fmtShape(rows, cols), len(ys), rows*cols)
-	checkLen(op, "dy"+fmtShape(rows, cols), len(dys), rows*cols)
+	checkShape(op, "y", len(ys), rows, cols)
+	checkShape(op, "dy", len(dys), rows, cols)
 	if dxs == nil {
 		return
 	}
-	checkLen(op, "dx"+fmtShape(rows, cols), len(dxs), rows*cols)
+	checkShape(op, "dx", len(dxs), rows, cols)
 	parallelFor(rows, 4*cols, func(lo, hi int) { softmaxBackward(dxs, dys, ys, cols, lo, hi) })
 }
 

@@ -42,9 +42,9 @@ func attnCheck(op string, p tensor.AttnParams, q, k, v []float32) {
 	if p.Causal && p.Tq != p.Tk {
 		tensor.Errorf(op, "causal attention needs Tq == Tk, have %d and %d", p.Tq, p.Tk)
 	}
-	checkLen(op, "q"+fmtShape(p.B, p.Tq, p.H, p.D), len(q), p.B*p.Tq*p.H*p.D)
-	checkLen(op, "k"+fmtShape(p.B, p.Tk, p.H, p.D), len(k), p.B*p.Tk*p.H*p.D)
-	checkLen(op, "v"+fmtShape(p.B, p.Tk, p.H, p.D), len(v), p.B*p.Tk*p.H*p.D)
+	checkShape(op, "q", len(q), p.B, p.Tq, p.H, p.D)
+	checkShape(op, "k", len(k), p.B, p.Tk, p.H, p.D)
+	checkShape(op, "v", len(v), p.B, p.Tk, p.H, p.D)
 }
 
 // Attention computes o = softmax(q kᵀ·scale (+ causal mask)) v and saves
@@ -53,8 +53,8 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 	const op = "attention"
 	os, ls, qs, ks, vs := f32(op, o), f32(op, lse), f32(op, q), f32(op, k), f32(op, v)
 	attnCheck(op, p, qs, ks, vs)
-	checkLen(op, "o"+fmtShape(p.B, p.Tq, p.H, p.D), len(os), p.B*p.Tq*p.H*p.D)
-	checkLen(op, "lse"+fmtShape(p.B, p.H, p.Tq), len(ls), p.B*p.H*p.Tq)
+	checkShape(op, "o", len(os), p.B, p.Tq, p.H, p.D)
+	checkShape(op, "lse", len(ls), p.B, p.H, p.Tq)
 
 	const bq = attnBQ
 	bk := attnBK(p.D)
@@ -160,7 +160,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	nq, nk := p.B*p.Tq*p.H*p.D, p.B*p.Tk*p.H*p.D
 	checkLen(op, "o", len(os), nq)
 	checkLen(op, "do", len(dos), nq)
-	checkLen(op, "lse"+fmtShape(p.B, p.H, p.Tq), len(ls), p.B*p.H*p.Tq)
+	checkShape(op, "lse", len(ls), p.B, p.H, p.Tq)
 	checkOpt(op, "dq", dqs, nq)
 	checkOpt(op, "dk", dks, nk)
 	checkOpt(op, "dv", dvs, nk)

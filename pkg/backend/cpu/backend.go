@@ -1,7 +1,7 @@
 package cpu
 
 import (
-	"fmt"
+	"slices"
 	"sync"
 
 	"loco/pkg/tensor"
@@ -220,8 +220,9 @@ func checkDims(op string, dims ...int) {
 
 // addTo sets dst[i] += src[i] (vectorised for float32).
 func addTo[T float](dst, src []T) {
-	if d, ok := any(dst).([]float32); ok && len(d) >= 16 {
-		axpy32(d, any(src).([]float32), 1)
+	if d, ok := asF32(dst); ok && len(d) >= 16 {
+		xs, _ := asF32(src)
+		axpy32(d, xs, 1)
 		return
 	}
 	src = src[:len(dst)]
@@ -234,5 +235,16 @@ func addTo[T float](dst, src []T) {
 // float32 on the backend and in float64 in the gradient checks.
 type float interface{ ~float32 | ~float64 }
 
-// fmtShape formats dimensions as [a b c] for error messages.
-func fmtShape(dims ...int) string { return fmt.Sprint(dims) }
+// checkShape panics with an *OpError when a buffer of got elements does
+// not hold the shape dims. The message is only formatted on failure (the
+// dims are copied there, so that they do not escape on the common path).
+func checkShape(op, name string, got int, dims ...int) {
+	want := 1
+	for _, d := range dims {
+		want *= d
+	}
+	if got != want {
+		d := slices.Clone(dims)
+		tensor.Errorf(op, "%s%v has %d elements, want %d", name, d, got, want)
+	}
+}

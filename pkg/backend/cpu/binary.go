@@ -168,8 +168,9 @@ func fma[T float](y, a, b []T) {
 
 // axpy: y[i] += x[i]*alpha.
 func axpy[T float](y, x []T, alpha T) {
-	if d, ok := any(y).([]float32); ok && len(d) >= 16 {
-		axpy32(d, any(x).([]float32), float32(alpha))
+	if d, ok := asF32(y); ok && len(d) >= 16 {
+		xs, _ := asF32(x)
+		axpy32(d, xs, float32(alpha))
 		return
 	}
 	x = x[:len(y)]

@@ -25,11 +25,11 @@ func convCheck(op string, p tensor.ConvParams, x, w, y []float32, xName, yName s
 		tensor.Errorf(op, "kernel %d×%d larger than padded input %d×%d", p.R, p.S, p.H+2*p.PadH, p.W+2*p.PadW)
 	}
 	P, Q := p.P(), p.Q()
-	checkLen(op, xName+fmtShape(p.N, p.C, p.H, p.W), len(x), p.N*p.C*p.H*p.W)
+	checkShape(op, xName, len(x), p.N, p.C, p.H, p.W)
 	if w != nil {
-		checkLen(op, "w"+fmtShape(p.K, p.C, p.R, p.S), len(w), p.K*p.C*p.R*p.S)
+		checkShape(op, "w", len(w), p.K, p.C, p.R, p.S)
 	}
-	checkLen(op, yName+fmtShape(p.N, p.K, P, Q), len(y), p.N*p.K*P*Q)
+	checkShape(op, yName, len(y), p.N, p.K, P, Q)
 	return P, Q
 }
 

@@ -12,8 +12,8 @@ func (b *Backend) MSE(loss, a, bb tensor.Storage, rows, cols int) {
 	const op = "mse"
 	ls, as, bs := f32(op, loss), f32(op, a), f32(op, bb)
 	checkDims(op, rows, cols)
-	checkLen(op, "a"+fmtShape(rows, cols), len(as), rows*cols)
-	checkLen(op, "b"+fmtShape(rows, cols), len(bs), rows*cols)
+	checkShape(op, "a", len(as), rows, cols)
+	checkShape(op, "b", len(bs), rows, cols)
 	checkLen(op, "loss", len(ls), rows)
 	parallelFor(rows, 3*cols, func(lo, hi int) { mseForward(ls, as, bs, cols, lo, hi) })
 }
@@ -35,8 +35,8 @@ func (b *Backend) MSEBackward(da, db, g, a, bb tensor.Storage, rows, cols int) {
 	const op = "mse_backward"
 	das, dbs, gs, as, bs := f32(op, da), f32(op, db), f32(op, g), f32(op, a), f32(op, bb)
 	checkDims(op, rows, cols)
-	checkLen(op, "a"+fmtShape(rows, cols), len(as), rows*cols)
-	checkLen(op, "b"+fmtShape(rows, cols), len(bs), rows*cols)
+	checkShape(op, "a", len(as), rows, cols)
+	checkShape(op, "b", len(bs), rows, cols)
 	checkLen(op, "g", len(gs), rows)
 	checkOpt(op, "da", das, rows*cols)
 	checkOpt(op, "db", dbs, rows*cols)

@@ -1,6 +1,9 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Scalar functions of the elementwise ops. The float32 instances use a
 // polynomial exp (relative error below 2e-7, like one float32 rounding);
@@ -106,8 +109,9 @@ func sigmoidScaledGo(dst, x []float32, a float32) {
 // sigmoidRow sets dst[i] = 1/(1+exp(−a·x[i])): the vector kernel for
 // float32, the scalar loop for float64.
 func sigmoidRow[T float](dst, x []T, a T) {
-	if d, ok := any(dst).([]float32); ok {
-		sigmoidScaled(d, any(x).([]float32), float32(a))
+	if d, ok := asF32(dst); ok {
+		xs, _ := asF32(x)
+		sigmoidScaled(d, xs, float32(a))
 		return
 	}
 	dst = dst[:len(x)]
@@ -131,8 +135,9 @@ func rowMaxGo(x []float32, m float32) float32 {
 
 // normCDFRow sets dst[i] = Φ(x[i]): the vector kernel for float32.
 func normCDFRow[T float](dst, x []T) {
-	if d, ok := any(dst).([]float32); ok {
-		normCDFVec(d, any(x).([]float32))
+	if d, ok := asF32(dst); ok {
+		xs, _ := asF32(x)
+		normCDFVec(d, xs)
 		return
 	}
 	dst = dst[:len(x)]
@@ -147,7 +152,7 @@ func gaussRow[T float](dst, x []T) {
 	for i, v := range x {
 		dst[i] = -0.5 * v * v
 	}
-	if d, ok := any(dst).([]float32); ok {
+	if d, ok := asF32(dst); ok {
 		expShift(d, 0)
 	} else {
 		for i, v := range dst {
@@ -162,7 +167,7 @@ func gaussRow[T float](dst, x []T) {
 // expShiftRow sets x[i] = exp(x[i] − shift) and returns their sum: the
 // vector kernel for float32.
 func expShiftRow[T float](x []T, shift T) T {
-	if v, ok := any(x).([]float32); ok {
+	if v, ok := asF32(x); ok {
 		return T(expShift(v, float32(shift)))
 	}
 	var s T
@@ -172,4 +177,15 @@ func expShiftRow[T float](x []T, shift T) T {
 		s += e
 	}
 	return s
+}
+
+// asF32 views s as []float32 when T is float32, so that the generic loops
+// can hand float32 rows to the vector kernels. (Converting the slice to an
+// interface instead would move its backing array to the heap.)
+func asF32[T float](s []T) ([]float32, bool) {
+	var z T
+	if _, ok := any(z).(float32); !ok {
+		return nil, false
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(s))), len(s)), true
 }

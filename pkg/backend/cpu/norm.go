@@ -12,7 +12,7 @@ func (b *Backend) GroupNorm(y, mean, rstd, x, gamma, beta tensor.Storage, p tens
 	const op = "group_norm"
 	ys, ms, rs, xs, gs, bs := f32(op, y), f32(op, mean), f32(op, rstd), f32(op, x), f32(op, gamma), f32(op, beta)
 	groupNormCheck(op, p, xs, gs, bs)
-	checkLen(op, "y"+fmtShape(p.N, p.C, p.HW), len(ys), p.N*p.C*p.HW)
+	checkShape(op, "y", len(ys), p.N, p.C, p.HW)
 	checkLen(op, "mean", len(ms), p.N*p.Groups)
 	checkLen(op, "rstd", len(rs), p.N*p.Groups)
 	cpg := p.C / p.Groups
@@ -26,7 +26,7 @@ func groupNormCheck(op string, p tensor.NormParams, x, gamma, beta []float32) {
 	if p.C%p.Groups != 0 {
 		tensor.Errorf(op, "%d channels do not split into %d groups", p.C, p.Groups)
 	}
-	checkLen(op, "x"+fmtShape(p.N, p.C, p.HW), len(x), p.N*p.C*p.HW)
+	checkShape(op, "x", len(x), p.N, p.C, p.HW)
 	checkOpt(op, "gamma", gamma, p.C)
 	checkOpt(op, "beta", beta, p.C)
 }
@@ -172,9 +172,8 @@ func (b *Backend) LayerNorm(y, mean, rstd, x, gamma, beta tensor.Storage, p tens
 	const op = "layer_norm"
 	ys, ms, rs, xs, gs, bs := f32(op, y), f32(op, mean), f32(op, rstd), f32(op, x), f32(op, gamma), f32(op, beta)
 	checkDims(op, p.Rows, p.Cols)
-	n := p.Rows * p.Cols
-	checkLen(op, "x"+fmtShape(p.Rows, p.Cols), len(xs), n)
-	checkLen(op, "y"+fmtShape(p.Rows, p.Cols), len(ys), n)
+	checkShape(op, "x", len(xs), p.Rows, p.Cols)
+	checkShape(op, "y", len(ys), p.Rows, p.Cols)
 	checkLen(op, "mean", len(ms), p.Rows)
 	checkLen(op, "rstd", len(rs), p.Rows)
 	checkOpt(op, "gamma", gs, p.Cols)
@@ -210,7 +209,7 @@ func (b *Backend) LayerNormBackward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma 
 	xs, ms, rs, gs := f32(op, x), f32(op, mean), f32(op, rstd), f32(op, gamma)
 	checkDims(op, p.Rows, p.Cols)
 	n := p.Rows * p.Cols
-	checkLen(op, "x"+fmtShape(p.Rows, p.Cols), len(xs), n)
+	checkShape(op, "x", len(xs), p.Rows, p.Cols)
 	checkLen(op, "dy", len(dys), n)
 	checkOpt(op, "dx", dxs, n)
 	checkLen(op, "mean", len(ms), p.Rows)

@@ -23,7 +23,7 @@ func (b *Backend) Permute(y, x tensor.Storage, shape, perm []int, accumulate boo
 		}
 		seen |= 1 << perm[i]
 	}
-	checkLen(op, "x"+fmtShape(shape...), len(xs), n)
+	checkShape(op, "x", len(xs), shape...)
 	checkLen(op, "y", len(ys), n)
 	if n == 0 {
 		return
@@ -153,8 +153,8 @@ func (b *Backend) Upsample2x(y, x tensor.Storage, nc, h, w int) {
 	const op = "upsample2x"
 	ys, xs := f32(op, y), f32(op, x)
 	checkDims(op, nc, h, w)
-	checkLen(op, "x"+fmtShape(nc, h, w), len(xs), nc*h*w)
-	checkLen(op, "y"+fmtShape(nc, 2*h, 2*w), len(ys), nc*4*h*w)
+	checkShape(op, "x", len(xs), nc, h, w)
+	checkShape(op, "y", len(ys), nc, 2*h, 2*w)
 	parallelFor(nc*h, 4*w, func(lo, hi int) {
 		for r := lo; r < hi; r++ { // r = c*h + i: input row i of plane c
 			xr := xs[r*w : (r+1)*w]
@@ -172,8 +172,8 @@ func (b *Backend) Upsample2xBackward(dx, dy tensor.Storage, nc, h, w int) {
 	const op = "upsample2x_backward"
 	dxs, dys := f32(op, dx), f32(op, dy)
 	checkDims(op, nc, h, w)
-	checkLen(op, "dx"+fmtShape(nc, h, w), len(dxs), nc*h*w)
-	checkLen(op, "dy"+fmtShape(nc, 2*h, 2*w), len(dys), nc*4*h*w)
+	checkShape(op, "dx", len(dxs), nc, h, w)
+	checkShape(op, "dy", len(dys), nc, 2*h, 2*w)
 	parallelFor(nc*h, 4*w, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dxr := dxs[r*w : (r+1)*w]
@@ -193,8 +193,8 @@ func (b *Backend) ResizeBilinear(y, x tensor.Storage, nc, h, w, oh, ow int) {
 	const op = "resize_bilinear"
 	ys, xs := f32(op, y), f32(op, x)
 	checkDims(op, nc, h, w, oh, ow)
-	checkLen(op, "x"+fmtShape(nc, h, w), len(xs), nc*h*w)
-	checkLen(op, "y"+fmtShape(nc, oh, ow), len(ys), nc*oh*ow)
+	checkShape(op, "x", len(xs), nc, h, w)
+	checkShape(op, "y", len(ys), nc, oh, ow)
 	resizeBilinear(ys, xs, nc, h, w, oh, ow)
 }
 
@@ -243,9 +243,8 @@ func resizeBilinear[T float](y, x []T, nc, h, w, oh, ow int) {
 func (b *Backend) Embedding(y, table tensor.Storage, ids []int32, dim int) {
 	const op = "embedding"
 	ys, ts := f32(op, y), f32(op, table)
-	rows := embeddingCheck(op, ts, ids, dim)
-	checkLen(op, "y"+fmtShape(len(ids), dim), len(ys), len(ids)*dim)
-	_ = rows
+	embeddingCheck(op, ts, ids, dim)
+	checkShape(op, "y", len(ys), len(ids), dim)
 	for i, id := range ids {
 		copy(ys[i*dim:(i+1)*dim], ts[int(id)*dim:])
 	}
@@ -270,7 +269,7 @@ func (b *Backend) EmbeddingBackward(dtable, dy tensor.Storage, ids []int32, dim 
 	const op = "embedding_backward"
 	dts, dys := f32(op, dtable), f32(op, dy)
 	embeddingCheck(op, dts, ids, dim)
-	checkLen(op, "dy"+fmtShape(len(ids), dim), len(dys), len(ids)*dim)
+	checkShape(op, "dy", len(dys), len(ids), dim)
 	for i, id := range ids {
 		addTo(dts[int(id)*dim:(int(id)+1)*dim], dys[i*dim:(i+1)*dim])
 	}
