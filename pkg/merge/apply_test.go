@@ -289,11 +289,3 @@ func TestApply2023AndTucker(t *testing.T) {
 		t.Logf("%s: %d modules, worst relative error %.3g", filepath.Base(tc.path), len(tc.mods), worst)
 	}
 }
-
-func f64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
-}
