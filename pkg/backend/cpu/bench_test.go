@@ -175,3 +175,36 @@ func BenchmarkConvParts(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallOps measures per-call overhead on the sizes of the tiny
+// test models (32 channels, 8×8), where checks, scratch and the decision
+// to stay on one goroutine matter more than arithmetic.
+func BenchmarkSmallOps(b *testing.B) {
+	be := New()
+	p := tensor.ConvParams{N: 1, C: 32, H: 8, W: 8, K: 32, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	x, w, y := benchStorage(be, 32*64, 1), benchStorage(be, 32*32*9, 2), benchStorage(be, 32*64, 3)
+	bias := benchStorage(be, 32, 4)
+	mean, rstd := be.Alloc(tensor.F32, 8), be.Alloc(tensor.F32, 8)
+	np := tensor.NormParams{N: 1, C: 32, HW: 64, Groups: 8, Eps: 1e-5, SiLU: true}
+	ap := tensor.AttnParams{B: 1, H: 2, Tq: 64, Tk: 64, D: 16, Scale: 0.25}
+	lse := be.Alloc(tensor.F32, 2*64)
+	for _, c := range []struct {
+		name string
+		fn   func()
+	}{
+		{"conv3x3", func() { be.Conv2D(y, x, w, bias, p) }},
+		{"groupnorm_silu", func() { be.GroupNorm(y, mean, rstd, x, nil, nil, np) }},
+		{"gelu", func() { be.Unary(tensor.OpGELU, y, x) }},
+		{"add_bias", func() { be.Binary(tensor.OpAdd, y, x, bias, tensor.Broadcast{Inner: 64, BLen: 32}) }},
+		{"attention", func() { be.Attention(y, lse, x, x, x, ap) }},
+		{"alloc_free", func() { be.Free(be.Alloc(tensor.F32, 2048)) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchThreads(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.fn()
+			}
+		})
+	}
+}
