@@ -22,6 +22,7 @@ import (
 
 	"loco/internal/cli"
 	"loco/pkg/backend/cpu"
+	"loco/pkg/backend/cuda"
 	"loco/pkg/latentcache"
 	"loco/pkg/manifest"
 	"loco/pkg/tensor"
@@ -94,6 +95,7 @@ func flags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "optimizer-args", Usage: "weight_decay=…, betas=(…,…), eps=…"},
 		&ucli.Float64Flag{Name: "max-grad-norm", Value: d.MaxGradNorm, Usage: "clip the gradient norm (0 = off)"},
 		&ucli.StringFlag{Name: "mixed-precision", Value: d.MixedPrecision, Usage: "no, fp16, bf16 (the CPU computes in float32)"},
+		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto (a CUDA GPU when one is found, else the CPU), cuda or cpu"},
 		&ucli.StringFlag{Name: "save-precision", Value: d.SavePrecision, Usage: "fp16, bf16, float"},
 		&ucli.Uint64Flag{Name: "seed", Usage: "random seed (0: draw one and print it)"},
 		&ucli.IntFlag{Name: "clip-skip", Value: d.ClipSkip, Usage: "text-encoder layer from the end"},
@@ -372,8 +374,11 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		o.Seed = uint64(rand.Uint32())
 		rep.Notef("seed %d (random; pass --seed %d to repeat this run)", o.Seed, o.Seed)
 	}
-	e := tensor.NewEngine(cpu.New())
-	models, info, vaeHash, err := train.LoadModels(c.String("model"), e, tensor.F32, tok)
+	e, err := newEngine(c.String("device"), o.MixedPrecision, rep)
+	if err != nil {
+		return err
+	}
+	models, info, vaeHash, err := train.LoadModels(c.String("model"), e, e.Act, tok)
 	if err != nil {
 		return err
 	}
@@ -498,4 +503,33 @@ func checkCache(cache *latentcache.Cache, plan *train.Plan, vaeHash, model strin
 		}
 	}
 	return nil
+}
+
+// newEngine picks the backend: a CUDA device (activations and base weights
+// in fp16 or bf16 per --mixed-precision, float32 master copies of the
+// network) or the CPU (float32 throughout).
+func newEngine(device, mixed string, rep *cli.Reporter) (*tensor.Engine, error) {
+	switch device {
+	case "cpu":
+		return tensor.NewEngine(cpu.New()), nil
+	case "cuda", "auto":
+	default:
+		return nil, cli.Usagef("--device %q: want auto, cuda or cpu", device)
+	}
+	be, err := cuda.New(0)
+	if err != nil {
+		if device == "cuda" {
+			return nil, err
+		}
+		return tensor.NewEngine(cpu.New()), nil // auto: no GPU here
+	}
+	e := tensor.NewEngine(be)
+	switch mixed {
+	case "fp16":
+		e.Act = tensor.F16
+	case "bf16":
+		e.Act = tensor.BF16
+	}
+	rep.Notef("training on %s, activations %v", be.Describe(), e.Act)
+	return e, nil
 }

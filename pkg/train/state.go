@@ -27,6 +27,8 @@ type stateMeta struct {
 	Layout     string       `json:"layout"` // sha256 of the network's entry list
 	StartedAt  int64        `json:"started_at_us"`
 	Recorder   lossRecorder `json:"loss_recorder"`
+	LossScale  float64      `json:"loss_scale,omitempty"`
+	GoodSteps  int          `json:"good_steps,omitempty"`
 }
 
 // StatePath is where SaveState writes: <output_dir>/<output_name>-state.safetensors.
@@ -66,7 +68,7 @@ func (t *Trainer) SaveState() (string, error) {
 	}
 	sm := stateMeta{Format: StateFormat, Step: t.Step, Epoch: t.Epoch, Batch: t.Batch, Seed: t.Opt.Seed,
 		TotalSteps: t.Plan.TotalSteps, M: t.Plan.M, Layout: t.layout(), StartedAt: t.Meta.StartedAt.UnixMicro(),
-		Recorder: t.rec}
+		Recorder: t.rec, LossScale: t.LossScale, GoodSteps: t.goodSteps}
 	js, err := json.Marshal(sm)
 	if err != nil {
 		return "", err
@@ -123,6 +125,7 @@ func (t *Trainer) LoadState(path string) error {
 	}
 	t.Net.ZeroGrad()
 	t.Step, t.Epoch, t.Batch = sm.Step, sm.Epoch, sm.Batch
+	t.LossScale, t.goodSteps = sm.LossScale, sm.GoodSteps
 	t.Meta.StartedAt = time.UnixMicro(sm.StartedAt)
 	if len(sm.Recorder.Losses) == t.Plan.M {
 		t.rec = sm.Recorder

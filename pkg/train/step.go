@@ -94,7 +94,7 @@ func (t *Trainer) microBatch(e, i int, b Batch) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return t.ForwardBackward(in, 1/float32(t.Plan.GradAccum))
+	return t.ForwardBackward(in, float32(t.lossScale()/float64(t.Plan.GradAccum)))
 }
 
 // ForwardBackward computes the weighted loss of in and, if it is finite,
@@ -181,19 +181,59 @@ func (t *Trainer) encode(captions []string) *tensor.Tensor {
 	return tensor.Concat(1, parts...)
 }
 
+// Dynamic loss scaling constants (torch.cuda.amp.GradScaler defaults).
+const (
+	InitialLossScale    = 65536
+	ScaleGrowthInterval = 2000
+)
+
+// dynamicScaling reports whether the engine computes in F16, which needs
+// loss scaling (BF16 and F32 have float32's range).
+func (t *Trainer) dynamicScaling() bool { return t.M.E.Act == tensor.F16 }
+
+// lossScale is the current loss scale (1 without dynamic scaling).
+func (t *Trainer) lossScale() float64 {
+	if !t.dynamicScaling() {
+		return 1
+	}
+	if t.LossScale == 0 {
+		t.LossScale = InitialLossScale
+	}
+	return t.LossScale
+}
+
 // update clips the accumulated gradients, runs AdamW per group at the
 // scheduled learning rate and zeroes the gradients. It returns the LRs
 // used and the gradient norm before clipping.
 func (t *Trainer) update() ([]float64, float64, error) {
 	B := t.M.E.B
+	ls := t.lossScale()
 	ss := B.SumSquares(t.Net.Grads)
-	norm := math.Sqrt(ss)
+	norm := math.Sqrt(ss) / ls
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		if t.dynamicScaling() {
+			// fp16 overflow: skip this update, halve the scale.
+			t.LossScale = ls / 2
+			t.goodSteps = 0
+			t.Skipped++
+			t.Net.ZeroGrad()
+			if t.Log != nil {
+				t.Log("step %d: gradients overflowed in fp16; update skipped, loss scale now %g", t.Step+1, t.LossScale)
+			}
+			lrs := make([]float64, len(t.groups))
+			return lrs, norm, B.Sync()
+		}
 		return nil, norm, fmt.Errorf("gradient norm is %v", norm)
 	}
 	scale := 1.0
 	if t.Opt.MaxGradNorm > 0 {
 		scale = math.Min(1, t.Opt.MaxGradNorm/(norm+1e-6))
+	}
+	scale /= ls
+	if t.dynamicScaling() {
+		if t.goodSteps++; t.goodSteps >= ScaleGrowthInterval {
+			t.LossScale, t.goodSteps = ls*2, 0
+		}
 	}
 	k := t.Step
 	lrs := make([]float64, len(t.groups))

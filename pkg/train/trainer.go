@@ -74,6 +74,16 @@ type Trainer struct {
 	Step, Epoch, Batch int
 	rec                lossRecorder
 
+	// LossScale multiplies the loss before the backward pass when the
+	// engine computes in F16 (dynamic loss scaling, torch GradScaler's
+	// rules: an update whose gradients overflow is skipped and the scale
+	// halved; after ScaleGrowthInterval good updates it doubles). It is 1
+	// and fixed otherwise.
+	LossScale float64
+	goodSteps int
+	// Skipped counts updates skipped for overflowing gradients.
+	Skipped int
+
 	ctxCache map[string][]float32 // text-encoder output per caption, when it is frozen
 	latCache map[string]*latentcache.Entry
 	Meta     RunInfo // identity of the run, for the metadata
