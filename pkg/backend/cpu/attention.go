@@ -239,10 +239,18 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 			if dst == nil {
 				return
 			}
-			for t := 0; t < tlen; t++ {
-				row := head(dst, t, tlen)[:p.D]
-				for d := range row {
-					row[d] += srcT[d*tlen+t]
+			// In bands of 64 rows, reading srcT along its rows: its rows
+			// are tlen apart, often a power of two, and walking down
+			// its columns would keep hitting one cache set.
+			const band = 64
+			for t0 := 0; t0 < tlen; t0 += band {
+				t1 := min(t0+band, tlen)
+				base := head(dst, t0, tlen)
+				for d := 0; d < p.D; d++ {
+					src := srcT[d*tlen+t0 : d*tlen+t1]
+					for i, v := range src {
+						base[i*ld+d] += v
+					}
 				}
 			}
 		}
