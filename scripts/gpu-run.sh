@@ -47,7 +47,7 @@ grep -E '^(panic|fatal error)' -A 12 "$OUT/test.log" | head -40
 echo "-- tests: counts"
 printf 'PASS %s  FAIL %s  SKIP %s\n' "$(grep -c -- '--- PASS' "$OUT/test.log")" "$(grep -c -- '--- FAIL' "$OUT/test.log")" "$(grep -c -- '--- SKIP' "$OUT/test.log")"
 echo "-- CUDA vs CPU (relative L2)"
-grep -E 'device_test.go:[0-9]+: .*relative L2' "$OUT/test.log" | sed 's/^ *device_test.go:[0-9]*: //' | head -80
+grep -E '(device|flash)_test.go:[0-9]+: .*relative L2' "$OUT/test.log" | sed 's/^ *[a-z]*_test.go:[0-9]*: //' | head -200
 echo "-- benchmarks (TFLOP/s, ms/op)"
 grep -E '^Benchmark' "$OUT/bench.log" | awk '{ t=""; m=""; for (i=1;i<=NF;i++) { if ($i=="TFLOP/s") t=$(i-1); if ($i=="ms/op") m=$(i-1) } printf "%-70s %8s TFLOP/s %9s ms\n", $1, t, m }'
 grep -E '^(panic|FAIL|--- FAIL)' "$OUT/bench.log" | head -10

@@ -33,6 +33,9 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 	if p.B*p.H*p.Tq == 0 {
 		return
 	}
+	if b.flashForward(op, ob, lb, qb, kb, vb, p) { // tensor cores: F16/BF16, D%8 == 0, D <= 160
+		return
+	}
 	D := p.D
 	cfg := launchCfg{grid: [3]int{(p.Tq + attRows - 1) / attRows, p.B * p.H, 1}, block: [3]int{attThreads, 1, 1},
 		shmem: 4 * (attRows*D + attTile*(D+1) + attTile*D)}
@@ -49,6 +52,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	requireF32(op, lb)
 	same(op, p.B*p.H*p.Tq, lb)
 	if (dqb == nil && dkb == nil && dvb == nil) || p.B*p.H*p.Tq == 0 {
+		return
+	}
+	if b.flashBackward(op, dqb, dkb, dvb, dob, qb, kb, vb, ob, lb, p) {
 		return
 	}
 	D, s := p.D, sfx(qb.dt)
