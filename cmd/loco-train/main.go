@@ -77,7 +77,7 @@ func flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "network-module", Value: d.NetworkModule, Usage: "lycoris.kohya"},
 		&ucli.IntFlag{Name: "network-dim", Value: d.NetworkDim, Usage: "rank of Linear and 1×1 conv modules"},
 		&ucli.Float64Flag{Name: "network-alpha", Value: d.NetworkAlpha, Usage: "alpha (scale alpha/rank)"},
-		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon), preset (full, 2023); repeat the flag"},
+		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker; repeat the flag"},
 		&ucli.BoolFlag{Name: "network-train-unet-only", Usage: "no text-encoder modules"},
 		&ucli.BoolFlag{Name: "network-train-text-encoder-only", Usage: "no UNet modules"},
 		&ucli.IntFlag{Name: "train-batch-size", Value: d.BatchSize, Usage: "batch size"},
@@ -197,12 +197,14 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 				o.Algo = v
 			case "preset":
 				o.Preset = v
-			case "dropout", "use_tucker", "use_scalar", "rank_dropout", "module_dropout", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
+			case "use_tucker":
+				o.Tucker = v == "True" || v == "true" || v == "1"
+			case "dropout", "use_scalar", "rank_dropout", "module_dropout", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
 				if v != "0" && v != "False" && v != "false" && v != "None" {
 					return o, g, cli.Usagef("--network-args %s=%s is not supported yet", k, v)
 				}
 			default:
-				return o, g, cli.Usagef("--network-args: unknown key %q (conv_dim, conv_alpha, algo, preset)", k)
+				return o, g, cli.Usagef("--network-args: unknown key %q (conv_dim, conv_alpha, algo, preset, use_tucker)", k)
 			}
 			if err != nil {
 				return o, g, cli.Usagef("--network-args %s: %v", a, err)

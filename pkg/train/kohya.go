@@ -132,8 +132,11 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	case "Kohya LoCon":
 		o.NetworkModule, o.Algo = "networks.lora", "locon"
 		explain("LoRA_type", "kohya's networks.lora with conv_dim (same file layout)")
+	case "LyCORIS/LoHa":
+		o.NetworkModule, o.Algo = "lycoris.kohya", "loha"
+		explain("LoRA_type", "--network-module lycoris.kohya, algo=loha (%q)", lt)
 	default:
-		errs = append(errs, fmt.Sprintf("LoRA_type %q is not supported (LyCORIS/LoCon, Kohya LoCon)", lt))
+		errs = append(errs, fmt.Sprintf("LoRA_type %q is not supported (LyCORIS/LoCon, LyCORIS/LoHa, Kohya LoCon)", lt))
 	}
 	if has("LyCORIS_preset") {
 		switch p := str("LyCORIS_preset"); p {
@@ -175,7 +178,11 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 			explain(k, "0 (off)")
 		}
 	}
-	for _, k := range []string{"use_tucker", "use_scalar", "rank_dropout_scale", "bypass_mode", "dora_wd", "train_norm"} {
+	if has("use_tucker") {
+		o.Tucker = boolean("use_tucker")
+		explain("use_tucker", "--network-args use_tucker=%t", o.Tucker)
+	}
+	for _, k := range []string{"use_scalar", "rank_dropout_scale", "bypass_mode", "dora_wd", "train_norm"} {
 		if has(k) {
 			if boolean(k) {
 				errs = append(errs, fmt.Sprintf("%s is true: not supported yet", k))

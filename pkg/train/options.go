@@ -11,7 +11,8 @@ import (
 type Options struct {
 	// Network (spec/locon.md).
 	NetworkModule string  // "lycoris.kohya"
-	Algo          string  // "locon"
+	Algo          string  // "locon" (or "lora", the same module) or "loha"
+	Tucker        bool    // use_tucker: k×k convs decomposed as down 1×1, mid k×k, up 1×1
 	Preset        string  // "full" (282 UNet layers) or "2023" (278)
 	NetworkDim    int     // rank of Linear and 1×1 conv modules
 	NetworkAlpha  float64 // 0 means alpha = rank
@@ -118,8 +119,14 @@ func (o *Options) Validate() error {
 	if o.NetworkDim < 1 {
 		bad("network_dim %d must be at least 1", o.NetworkDim)
 	}
-	if o.Algo != "locon" && o.Algo != "lora" {
-		bad("algo %q is not supported (locon)", o.Algo)
+	switch o.Algo {
+	case "locon", "lora":
+	case "loha":
+		if o.Tucker {
+			bad("use_tucker with algo loha is not supported")
+		}
+	default:
+		bad("algo %q is not supported (locon, lora, loha)", o.Algo)
 	}
 	if o.Preset != "full" && o.Preset != "2023" {
 		bad("preset %q is not supported (full, 2023)", o.Preset)

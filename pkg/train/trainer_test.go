@@ -15,6 +15,7 @@ import (
 	"loco/pkg/lycoris"
 	"loco/pkg/manifest"
 	"loco/pkg/nn"
+	"loco/pkg/safetensors"
 	"loco/pkg/sd"
 	"loco/pkg/sd/clip"
 	"loco/pkg/sd/unet"
@@ -244,4 +245,67 @@ func TestNaNLossStops(t *testing.T) {
 		}
 	}
 	_ = manifest.SchemaVersion
+}
+
+// TestLoHaAndTuckerRuns trains the scaled-down recipe with algo=loha and
+// with Tucker convolutions: the loss falls on a fixed batch and the saved
+// file holds the algorithm's tensors.
+func TestLoHaAndTuckerRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Options)
+		key    string
+	}{
+		{"loha", func(o *Options) { o.Algo = "loha" }, ".hada_w1_a"},
+		{"tucker", func(o *Options) { o.Tucker = true }, ".lora_mid.weight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tr, _ := tinyRun(t, dir, func(o *Options) {
+				tc.mutate(o)
+				o.LearningRate = 3e-3
+				o.LRScheduler = "constant"
+				o.LRWarmup = 0
+				o.MultiresIterations = 0
+				o.Epochs = 1
+			})
+			bs := tr.Plan.EpochBatches(tr.Opt.Seed, 0)
+			in, err := tr.BatchInputs(0, 0, bs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var losses []float64
+			for s := 0; s < 15; s++ {
+				l, err := tr.ForwardBackward(in, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				losses = append(losses, l)
+				if _, _, err := tr.update(); err != nil {
+					t.Fatal(err)
+				}
+				tr.Step++
+			}
+			if !(losses[len(losses)-1] < 0.9*losses[0]) {
+				t.Errorf("loss did not fall: %v", losses)
+			}
+			path := filepath.Join(dir, "net.safetensors")
+			if err := tr.Net.Save(path, safetensors.F32, tr.Metadata(1)); err != nil {
+				t.Fatal(err)
+			}
+			f, err := lycoris.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, m := range f.Modules {
+				if (tc.key == ".hada_w1_a" && m.IsLoHa()) || (tc.key == ".lora_mid.weight" && m.Mid != nil) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("saved file has no %s tensors", tc.key)
+			}
+		})
+	}
 }
