@@ -40,7 +40,7 @@
 // the Chebyshev erfc fit of Numerical Recipes (relative error below 1e-6
 // down to x = −6, so the negative tail keeps its relative accuracy). On
 // amd64 with AVX-512 the hot loops (exp of a score row, row max, sigmoid
-// for SiLU and QuickGELU, Φ, axpy) run in assembly (expvec_amd64.s);
+// for SiLU and QuickGELU, Φ, axpy) run in assembly (vec_amd64.s);
 // LOCO_NOASM=1 or the build tag noasm selects the Go loops, which the
 // tests also run. The float64 instances of the generic loops use package
 // math throughout.
