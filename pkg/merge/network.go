@@ -80,6 +80,7 @@ func Match(f *lycoris.File, t *Table) ([]Matched, error) {
 	var out []Matched
 	var unmatched []string
 	var shapeErrs []string
+	sd2 := false
 	for _, m := range f.Modules {
 		l := t.Layers[m.Name]
 		if l == nil {
@@ -89,6 +90,7 @@ func Match(f *lycoris.File, t *Table) ([]Matched, error) {
 		fa, err := FactorsFor(m, l)
 		if err != nil {
 			shapeErrs = append(shapeErrs, err.Error())
+			sd2 = sd2 || strings.HasPrefix(m.Name, "lora_te_") && (m.DownShape[1] == 1024 || m.UpShape[0] == 1024)
 			continue
 		}
 		out = append(out, Matched{Module: m, Layer: l, Factors: fa})
@@ -99,7 +101,7 @@ func Match(f *lycoris.File, t *Table) ([]Matched, error) {
 	}
 	if len(shapeErrs) > 0 {
 		err := fmt.Errorf("%s: %d module(s) do not fit the model: %s", f.Path, len(shapeErrs), list(shapeErrs, 4))
-		if looksSD2(shapeErrs) {
+		if sd2 {
 			return nil, fmt.Errorf("%w (text-encoder width 1024: a network for SD 2.x)", err)
 		}
 		return nil, err
@@ -144,15 +146,6 @@ func teLayer(n string) int {
 		return -1
 	}
 	return v
-}
-
-func looksSD2(errs []string) bool {
-	for _, e := range errs {
-		if strings.Contains(e, "lora_te_") && strings.Contains(e, "1024") {
-			return true
-		}
-	}
-	return false
 }
 
 // stem is a file's base name without its extension.
