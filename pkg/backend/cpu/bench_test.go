@@ -108,6 +108,11 @@ func BenchmarkMemoryBound(b *testing.B) {
 	mean, rstd := be.Alloc(tensor.F32, n*32), be.Alloc(tensor.F32, n*32)
 	np := tensor.NormParams{N: n, C: c, HW: hw, Groups: 32, Eps: 1e-5, SiLU: true}
 	be.GroupNorm(y, mean, rstd, x, gamma, beta, np)
+	// LayerNorm over the same elements seen as [2·4096 tokens, 320].
+	lp := tensor.NormParams{Rows: n * hw, Cols: c, Eps: 1e-5}
+	lmean, lrstd := be.Alloc(tensor.F32, n*hw), be.Alloc(tensor.F32, n*hw)
+	be.LayerNorm(y, lmean, lrstd, x, gamma, beta, lp)
+	dgamma, dbeta := be.Alloc(tensor.F32, c), be.Alloc(tensor.F32, c)
 	for _, cs := range []struct {
 		name   string
 		arrays int // full-size arrays read + written
@@ -115,6 +120,8 @@ func BenchmarkMemoryBound(b *testing.B) {
 	}{
 		{"groupnorm_silu", 3, func() { be.GroupNorm(y, mean, rstd, x, gamma, beta, np) }},
 		{"groupnorm_silu_backward", 4, func() { be.GroupNormBackward(dx, nil, nil, dy, x, mean, rstd, gamma, beta, np) }},
+		{"layernorm", 2, func() { be.LayerNorm(y, lmean, lrstd, x, gamma, beta, lp) }},
+		{"layernorm_backward", 3, func() { be.LayerNormBackward(dx, dgamma, dbeta, dy, x, lmean, lrstd, gamma, lp) }},
 		{"silu", 2, func() { be.Unary(tensor.OpSiLU, y, x) }},
 		{"gelu", 2, func() { be.Unary(tensor.OpGELU, y, x) }},
 		{"silu_backward", 4, func() { be.UnaryBackward(tensor.OpSiLU, dx, dy, x) }},

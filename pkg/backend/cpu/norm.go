@@ -64,19 +64,37 @@ func groupNormForward[T float](y, mean, rstd, x, gamma, beta []T, hw, cpg, group
 }
 
 // meanRstd returns the mean and 1/sqrt(var+eps) of s (biased variance),
-// with two passes in float64.
+// with two passes in float64. Four partial sums break the add-latency
+// chain (the loop is otherwise bound by it, not by memory).
 func meanRstd[T float](s []T, eps float64) (float64, float64) {
-	var acc float64
-	for _, v := range s {
-		acc += float64(v)
+	var a0, a1, a2, a3 float64
+	i := 0
+	for ; i+4 <= len(s); i += 4 {
+		q := s[i : i+4 : i+4]
+		a0 += float64(q[0])
+		a1 += float64(q[1])
+		a2 += float64(q[2])
+		a3 += float64(q[3])
 	}
-	mu := acc / float64(len(s))
-	var sq float64
-	for _, v := range s {
-		d := float64(v) - mu
-		sq += d * d
+	for ; i < len(s); i++ {
+		a0 += float64(s[i])
 	}
-	return mu, 1 / math.Sqrt(sq/float64(len(s))+eps)
+	mu := (a0 + a1 + a2 + a3) / float64(len(s))
+	a0, a1, a2, a3 = 0, 0, 0, 0
+	i = 0
+	for ; i+4 <= len(s); i += 4 {
+		q := s[i : i+4 : i+4]
+		d0, d1, d2, d3 := float64(q[0])-mu, float64(q[1])-mu, float64(q[2])-mu, float64(q[3])-mu
+		a0 += d0 * d0
+		a1 += d1 * d1
+		a2 += d2 * d2
+		a3 += d3 * d3
+	}
+	for ; i < len(s); i++ {
+		d := float64(s[i]) - mu
+		a0 += d * d
+	}
+	return mu, 1 / math.Sqrt((a0+a1+a2+a3)/float64(len(s))+eps)
 }
 
 // GroupNormBackward adds the gradients of GroupNorm (optionally fused
