@@ -43,7 +43,7 @@ func TestImportGUIConfigRecipe(t *testing.T) {
 
 func TestImportGUIConfigBad(t *testing.T) {
 	for _, c := range []struct{ json, want string }{
-		{`{"LoRA_type": "LyCORIS/LoHa"}`, "LoRA_type"},
+		{`{"LoRA_type": "LyCORIS/LoKr"}`, "LoRA_type"},
 		{`{"sdxl": true, "optimizer": "Prodigy"}`, "SD 1.x only; optimizer \"Prodigy\""},
 		{`{"learning_rate": 0, "unet_lr": 0, "text_encoder_lr": 0}`, "all 0"},
 		{`{"network_dim": "eight"}`, "network_dim"},
@@ -55,6 +55,10 @@ func TestImportGUIConfigBad(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an error with %q", c.json, err, c.want)
 		}
+	}
+	loha, err := ImportGUIConfig([]byte(`{"LoRA_type": "LyCORIS/LoHa"}`), DefaultOptions())
+	if err != nil || loha.Options.Algo != "loha" {
+		t.Errorf("LyCORIS/LoHa: algo %q, error %v", loha.Options.Algo, err)
 	}
 	g, err := ImportGUIConfig([]byte(`{"network_dim": "16", "learning_rate": "0.0001", "my_new_field": 3, "sdxl_cache_text_encoder_outputs": true}`), DefaultOptions())
 	if err != nil {
