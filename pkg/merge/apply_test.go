@@ -2,6 +2,7 @@ package merge
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -287,5 +288,114 @@ func TestApply2023AndTucker(t *testing.T) {
 			t.Errorf("%s: worst relative error %.3g", filepath.Base(tc.path), worst)
 		}
 		t.Logf("%s: %d modules, worst relative error %.3g", filepath.Base(tc.path), len(tc.mods), worst)
+	}
+}
+
+// TestLoHaDeltaRow checks the LoHa delta rows against the definition.
+func TestLoHaDeltaRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	out, rank, cols := 3, 2, 5
+	v := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	f := &Factors{Out: out, R: rank, Cols: cols, LoHa: true, W1a: v(out * rank), W1b: v(rank * cols), W2a: v(out * rank), W2b: v(rank * cols)}
+	w := make([]float32, out*cols)
+	f.AddDelta(w, 0.5)
+	for o := 0; o < out; o++ {
+		for c := 0; c < cols; c++ {
+			var p1, p2 float64
+			for j := 0; j < rank; j++ {
+				p1 += float64(f.W1a[o*rank+j]) * float64(f.W1b[j*cols+c])
+				p2 += float64(f.W2a[o*rank+j]) * float64(f.W2b[j*cols+c])
+			}
+			if want := 0.5 * p1 * p2; math.Abs(float64(w[o*cols+c])-want) > 1e-5*(1+math.Abs(want)) {
+				t.Fatalf("ΔW[%d,%d] = %v, want %v", o, c, w[o*cols+c], want)
+			}
+		}
+	}
+}
+
+// TestApplyLoHaForward trains nothing: it builds a LoHa network with random
+// factors on the tiny UNet, runs the hooked forward, saves the network,
+// merges it into the base and checks the merged UNet computes the same.
+func TestApplyLoHaForward(t *testing.T) {
+	uc := goldenCase(t, "locon_unet_tiny")
+	var ucfg unet.Config
+	if err := json.Unmarshal(uc.Config, &ucfg); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	base := tinyCheckpoint(t, dir)
+	bf, err := safetensors.Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bf.Close()
+	e := tensor.NewEngine(cpu.New())
+	u, err := unet.New(nn.NewBuilder(sd.UNetPrefix, sd.NewFileSource(bf, e, tensor.F32)), ucfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lin, conv := u.Layers()
+	rng := rand.New(rand.NewPCG(8, 8))
+	net, err := lycoris.New(e, lycoris.Config{Algo: lycoris.AlgoLoHa, Dim: 4, Alpha: 2, ConvDim: 2, ConvAlpha: 1}, lin, conv, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]float32, net.Len())
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64() * 0.05)
+	}
+	e.B.Upload(net.Params, vals)
+	var ts []float32
+	for _, v := range uc.Int64(t, "timesteps") {
+		ts = append(ts, float32(v))
+	}
+	run := func(u *unet.UNet) []float32 {
+		x := e.FromFloat32(uc.Float32(t, "x"), uc.Shape("x")...)
+		ctx := e.FromFloat32(uc.Float32(t, "context"), uc.Shape("context")...)
+		var y *tensor.Tensor
+		e.NoGrad(func() { y = u.Forward(x, ts, ctx) })
+		v := y.Float32s()
+		e.EndStep()
+		return v
+	}
+	hooked := run(u)
+	lycoris.Detach(lin, conv)
+	plain := run(u)
+	netPath := filepath.Join(dir, "loha.safetensors")
+	if err := net.Save(netPath, safetensors.F32, map[string]string{"ss_network_module": "lycoris.kohya"}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "merged.safetensors")
+	if _, err := Apply(ApplyOptions{Base: base, Output: out, Precision: safetensors.F32,
+		Networks: []Input{{Path: netPath, TE: 1, UNet: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	mf, err := safetensors.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	mu, err := unet.New(nn.NewBuilder(sd.UNetPrefix, sd.NewFileSource(mf, e, tensor.F32)), ucfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := run(mu)
+	want := make([]float64, len(hooked))
+	var effect float64
+	for i := range hooked {
+		want[i] = float64(hooked[i])
+		effect += math.Abs(float64(hooked[i] - plain[i]))
+	}
+	if effect == 0 {
+		t.Fatal("the LoHa network changes nothing: the test would prove nothing")
+	}
+	if rel := relErr(merged, want); rel > 1e-5 {
+		t.Errorf("merged LoHa forward differs from the hooked forward: relative error %.3g", rel)
 	}
 }

@@ -156,6 +156,9 @@ func Combine(inputs []Input, out string, o RankOptions) (*CombineReport, error) 
 			return nil, err
 		}
 		for _, m := range ms {
+			if m.Factors.LoHa {
+				return nil, fmt.Errorf("%s: module %s is LoHa: combine works on LoCon (lora_up/lora_down) networks", in.Path, m.Module.Name)
+			}
 			if l := layers[m.Module.Name]; l != nil && !equalShape(l.Shape, m.Layer.Shape) {
 				return nil, fmt.Errorf("%s: module %s changes a %v weight, an earlier network's changes %v", in.Path, m.Module.Name, m.Layer.Shape, l.Shape)
 			}

@@ -24,6 +24,12 @@ type Factors struct {
 	Out, R, Cols int
 	Up, Down     []float32
 	Kernel       int // kernel of Down (1 for Linear and 1×1)
+
+	// LoHa (hada_*): ΔW = (W1a·W1b) ⊙ (W2a·W2b), W1a/W2a [Out, R],
+	// W1b/W2b [R, Cols]; Up and Down are nil. Only apply uses these: the
+	// factored operations (resize, combine) refuse LoHa.
+	LoHa               bool
+	W1a, W1b, W2a, W2b []float32
 }
 
 // FactorsFor checks a module's shapes against the layer it changes and
@@ -32,6 +38,13 @@ func FactorsFor(m *lycoris.FileModule, l *Layer) (*Factors, error) {
 	r := m.Rank()
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("module %s (layer %s %v): %s", m.Name, l.Key, l.Shape, fmt.Sprintf(format, args...))
+	}
+	if m.IsLoHa() {
+		if !equalShape(m.W1aShape, []int{l.Out(), r}) || !equalShape(m.W1bShape, []int{r, l.Cols()}) {
+			return nil, bad("LoHa hada_w1_a %v, hada_w1_b %v, want [%d, %d] and [%d, %d]", m.W1aShape, m.W1bShape, l.Out(), r, r, l.Cols())
+		}
+		return &Factors{Out: l.Out(), R: r, Cols: l.Cols(), Kernel: l.Kernel, LoHa: true,
+			W1a: m.W1a, W1b: m.W1b, W2a: m.W2a, W2b: m.W2b}, nil
 	}
 	if numel(m.UpShape) != l.Out()*r || m.UpShape[0] != l.Out() {
 		return nil, bad("lora_up has shape %v, want [%d, %d%s]", m.UpShape, l.Out(), r, convSuffix(l, "1, 1"))
@@ -135,8 +148,13 @@ func (f *Factors) Dense(coef float64) []float64 {
 	return out
 }
 
-// row writes row o of Up·Down into acc (len Cols) in float64.
+// row writes row o of Up·Down (LoHa: of the Hadamard product) into acc
+// (len Cols) in float64.
 func (f *Factors) row(o int, acc []float64) {
+	if f.LoHa {
+		f.lohaRow(o, acc)
+		return
+	}
 	clear(acc)
 	for j := 0; j < f.R; j++ {
 		u := float64(f.Up[o*f.R+j])
@@ -167,4 +185,21 @@ func parallelRows(n int, fn func(lo, hi int)) {
 		}(lo, min(n, lo+step))
 	}
 	wg.Wait()
+}
+
+// lohaRow writes row o of (W1a·W1b) ⊙ (W2a·W2b) into acc in float64.
+func (f *Factors) lohaRow(o int, acc []float64) {
+	p2 := make([]float64, f.Cols)
+	clear(acc)
+	for j := 0; j < f.R; j++ {
+		a1, a2 := float64(f.W1a[o*f.R+j]), float64(f.W2a[o*f.R+j])
+		b1, b2 := f.W1b[j*f.Cols:(j+1)*f.Cols], f.W2b[j*f.Cols:(j+1)*f.Cols]
+		for c := range acc {
+			acc[c] += a1 * float64(b1[c])
+			p2[c] += a2 * float64(b2[c])
+		}
+	}
+	for c := range acc {
+		acc[c] *= p2[c]
+	}
 }

@@ -132,6 +132,9 @@ func ResizeModule(m *lycoris.FileModule, l *Layer, o ResizeOptions) (*lycoris.Fi
 	if err != nil {
 		return nil, nil, err
 	}
+	if fa.LoHa {
+		return nil, nil, fmt.Errorf("module %s is LoHa: resize works on LoCon (lora_up/lora_down) networks", m.Name)
+	}
 	svd, err := factoredSVD(mat.NewDense(fa.Out, fa.R, f64(fa.Up)), mat.NewDense(fa.R, fa.Cols, f64(fa.Down)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("module %s: %w", m.Name, err)
