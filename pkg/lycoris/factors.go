@@ -109,6 +109,9 @@ func (m *Module) DeltaLoHa() *tensor.Tensor {
 // forwardLoHa applies the LoHa delta as a weight: LoHa cannot be factored
 // into a chain of small layers.
 func (m *Module) forwardLoHa(x *tensor.Tensor) *tensor.Tensor {
+	if r := m.dropRNG(); r != nil && m.skipped(r) {
+		return m.zeroDelta(x)
+	}
 	d := m.DeltaLoHa()
 	if m.Conv {
 		return tensor.Conv2D(x, d, nil, m.stride, m.pad)

@@ -35,6 +35,7 @@ type Module struct {
 	stride, pad, in, out int
 	algo                 Algo
 	net                  *Network
+	idx                  int // position in Network.Modules (seeds its dropout masks)
 }
 
 // Scale is multiplier·alpha/rank.
@@ -58,6 +59,10 @@ type Network struct {
 	Multiplier float32
 	e          *tensor.Engine
 	index      map[string]int // file key -> Entries index
+
+	drop     Dropout // training-only dropouts (dropout.go)
+	training bool
+	dropSeed uint64
 }
 
 // New wraps the given layers (all of them; selection is the caller's, see
@@ -112,7 +117,7 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 		if err != nil {
 			return nil, err
 		}
-		m.Name, m.net, m.algo = name, n, cfg.Algo
+		m.Name, m.net, m.algo, m.idx = name, n, cfg.Algo, i
 		in, out, k := 0, 0, m.Kernel
 		if m.Conv {
 			in, out = convs[ci].In, convs[ci].Out
@@ -183,18 +188,31 @@ func (m *Module) weight(t *tensor.Tensor) *tensor.Tensor {
 }
 
 func (m *Module) forwardLinear(x *tensor.Tensor) *tensor.Tensor {
+	r := m.dropRNG()
+	if r != nil && m.skipped(r) {
+		return m.zeroDelta(x)
+	}
 	h := tensor.Linear(x, m.weight(m.Down), nil)
-	up := m.Up
-	return tensor.Scale(tensor.Linear(h, m.weight(up), nil), m.Scale())
+	if r != nil {
+		h = m.dropFeatures(h, r)
+	}
+	return tensor.Scale(tensor.Linear(h, m.weight(m.Up), nil), m.Scale())
 }
 
 func (m *Module) forwardConv(x *tensor.Tensor) *tensor.Tensor {
+	r := m.dropRNG()
+	if r != nil && m.skipped(r) {
+		return m.zeroDelta(x)
+	}
 	var h *tensor.Tensor
 	if m.Mid != nil {
 		h = tensor.Conv2D(x, m.weight(m.Down), nil, 1, 0)
 		h = tensor.Conv2D(h, m.weight(m.Mid), nil, m.stride, m.pad)
 	} else {
 		h = tensor.Conv2D(x, m.weight(m.Down), nil, m.stride, m.pad)
+	}
+	if r != nil {
+		h = m.dropFeatures(h, r)
 	}
 	return tensor.Scale(tensor.Conv2D(h, m.weight(m.Up), nil, 1, 0), m.Scale())
 }
