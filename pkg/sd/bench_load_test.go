@@ -99,14 +99,14 @@ func BenchmarkLoadSD15(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var peak, anon, file, secs float64
+	var peak, anon, file, secs, cpus float64
 	for b.Loop() {
 		b.StopTimer()
 		runtime.GC()
 		debug.FreeOSMemory()
 		resetPeakRSS(b)
 		b.StartTimer()
-		start := time.Now()
+		start, c0 := time.Now(), cpuTime()
 
 		ck, err := sd.OpenCheckpoint(path)
 		if err != nil {
@@ -132,6 +132,7 @@ func BenchmarkLoadSD15(b *testing.B) {
 		}
 
 		secs += time.Since(start).Seconds()
+		cpus += (cpuTime() - c0).Seconds()
 		b.StopTimer()
 		s := procStatus(b, "VmHWM", "RssAnon", "RssFile")
 		peak += s["VmHWM"] / 1e6 // kB -> GB
@@ -143,6 +144,7 @@ func BenchmarkLoadSD15(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(secs/n, "s/load")
+	b.ReportMetric(cpus/n, "cpu-s/load")
 	b.ReportMetric(float64(st.Size())/1e9/(secs/n), "fileGB/s")
 	b.ReportMetric(peak/n, "peakRSS-GB")
 	b.ReportMetric(anon/n, "anonRSS-GB")
