@@ -46,6 +46,14 @@ Networks are saved as <output-name>[-<epoch:06d>].safetensors in
 saves <output-name>-state.safetensors; --resume continues from it.
 SOURCE_DATE_EPOCH fixes the time stamps written into the files.
 
+Sample images: --sample-prompts FILE with --sample-every-n-epochs N or
+--sample-every-n-steps N makes one PNG per prompt (the settings in an
+AUTOMATIC1111 "parameters" text chunk) between updates, with the network
+at multiplier 1, into <output-dir>/sample/ as kohya names them
+(<output-name>_e<epoch:06d>_<ii>_<time>[_<seed>].png, or <step:06d> for
+step samples), plus a contact sheet <output-name>_<when>_sheet.png per
+round. A --config's sample_prompts text and schedule are used too.
+
 Examples:
    loco-train --model sd15.safetensors --data train.jsonl --cache cache -o out --output-name pralyco \
      --network-dim 8 --network-alpha 4 --network-args conv_dim=4 --network-args conv_alpha=4 \
@@ -53,6 +61,7 @@ Examples:
      --learning-rate 1e-4 --lr-scheduler cosine --multires-noise-iterations 10 --multires-noise-discount 0.1 \
      --save-precision fp16 --training-comment "trigger: pralyco"
    loco-train --config pralyco.json --data train.jsonl --cache cache --model sd15.safetensors --explain
+   loco-train ... --sample-prompts prompts.txt --sample-every-n-epochs 1 --sample-sampler euler_a
    loco-train ... --dry-run
    loco-train ... --resume out/pralyco-state.safetensors`
 
@@ -127,7 +136,7 @@ func flags() []ucli.Flag {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fl := flags()
+	fl := append(flags(), sampleFlags()...)
 	interrupted := false
 	app := &ucli.App{
 		Name:        "loco-train",
@@ -298,6 +307,10 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.OutputDir = c.String("output-dir")
+	smp, err := sampleSettings(c, o.OutputDir, rep)
+	if err != nil {
+		return err
+	}
 	if c.String("data") == "" {
 		return cli.Usagef("--data RECORDS (the output of loco-encode) is required")
 	}
@@ -404,6 +417,11 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		tr.Clock = func() time.Time { return time.Unix(sec, 0).UTC() }
 	}
 	tr.Log = func(f string, a ...any) { rep.Notef(f, a...) }
+	if smp != nil {
+		if err := smp.start(c.String("model"), tr, info.ModelName); err != nil {
+			return err
+		}
+	}
 	if p := c.String("resume"); p != "" {
 		if err := tr.LoadState(p); err != nil {
 			return err
@@ -431,11 +449,20 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		l := u.Line()
 		history = append(history, l)
 		prog.Add(1)
-		return enc.Encode(l)
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+		if smp != nil {
+			smp.afterUpdate(tr, u)
+		}
+		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
+	if smp != nil && smp.first && tr.Step == 0 {
+		smp.round(tr, 0)
+	}
 	err = tr.Run(ctx)
 	prog.Finish()
 	if len(history) > 0 {
