@@ -37,10 +37,10 @@ var guiIgnored = map[string]bool{
 	"caption_extension": true, "train_data_dir": true, "reg_data_dir": true, "logging_dir": true, "output_dir": true,
 	"pretrained_model_name_or_path": true, "vae": true, "max_bucket_reso": true, "min_bucket_reso": true, "bucket_reso_steps": true,
 	"enable_bucket": true, "bucket_no_upscale": true, "max_resolution": true, "full_fp16": true, "full_bf16": true, "fp8_base": true,
-	"use_8bit_adam": true, "lora_network_weights": true, "dim_from_weights": true, "network_weights": true,
+	"use_8bit_adam":  true,
 	"down_lr_weight": true, "mid_lr_weight": true, "up_lr_weight": true, "block_lr_zero_threshold": true,
 	"block_dims": true, "block_alphas": true, "conv_block_dims": true, "conv_block_alphas": true, "conv_dims": true, "conv_alphas": true,
-	"huber_c": true, "huber_schedule": true, "huber_scale": true, "save_last_n_steps": true, "save_last_n_epochs": true,
+	"huber_c": true, "huber_schedule": true, "huber_scale": true,
 	"save_last_n_steps_state": true, "save_last_n_epochs_state": true, "save_state_on_train_end": true,
 	"save_every_n_steps": false, "metadata_title": false,
 }
@@ -171,7 +171,10 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	setFloat("network_alpha", &o.NetworkAlpha, "--network-alpha")
 	setInt("conv_dim", &o.ConvDim, "--conv-dim (network_args conv_dim)")
 	setFloat("conv_alpha", &o.ConvAlpha, "--conv-alpha (network_args conv_alpha)")
-	for _, k := range []string{"network_dropout", "rank_dropout", "module_dropout", "scale_weight_norms", "loraplus_lr_ratio"} {
+	setFloat("network_dropout", &o.NetworkDropout, "--network-dropout (0 = off)")
+	setFloat("rank_dropout", &o.RankDropout, "--network-args rank_dropout (0 = off)")
+	setFloat("module_dropout", &o.ModuleDropout, "--network-args module_dropout (0 = off)")
+	for _, k := range []string{"scale_weight_norms", "loraplus_lr_ratio"} {
 		if v, ok := num(k, 0); ok && v != 0 {
 			errs = append(errs, fmt.Sprintf("%s %g is not supported yet (set it to 0)", k, v))
 		} else if ok {
@@ -351,7 +354,7 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		errs = append(errs, fmt.Sprintf("loss_type %q is not supported (l2)", lt))
 	}
 	for _, k := range []string{"debiased_estimation_loss", "scale_v_pred_loss_like_noise_pred", "masked_loss", "weighted_captions",
-		"color_aug", "random_crop", "shuffle_caption", "ip_noise_gamma_random_strength"} {
+		"color_aug", "random_crop", "ip_noise_gamma_random_strength"} {
 		if has(k) && boolean(k) {
 			errs = append(errs, fmt.Sprintf("%s is true: not supported yet", k))
 		}
@@ -359,17 +362,22 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	if v, ok := num("v_pred_like_loss", 0); ok && v != 0 {
 		errs = append(errs, "v_pred_like_loss is not supported")
 	}
-	for _, k := range []string{"keep_tokens", "caption_dropout_rate", "caption_dropout_every_n_epochs"} {
-		if v, ok := num(k, 0); ok && v != 0 {
-			errs = append(errs, fmt.Sprintf("%s %g: caption dropout/shuffling is not supported yet", k, v))
-		}
+	if has("shuffle_caption") {
+		o.Captions.Shuffle = boolean("shuffle_caption")
+		explain("shuffle_caption", "--shuffle-caption=%t", o.Captions.Shuffle)
 	}
+	setInt("keep_tokens", &o.Captions.KeepTokens, "--keep-tokens")
+	setFloat("caption_dropout_rate", &o.Captions.DropoutRate, "--caption-dropout-rate")
+	setInt("caption_dropout_every_n_epochs", &o.Captions.DropoutEveryNEpochs, "--caption-dropout-every-n-epochs")
+	setFloat("caption_tag_dropout_rate", &o.Captions.TagDropoutRate, "--caption-tag-dropout-rate")
 	if has("flip_aug") {
 		o.FlipAug = boolean("flip_aug")
 		explain("flip_aug", "--flip-aug=%t (needs loco-encode --flip)", o.FlipAug)
 	}
 	setInt("save_every_n_epochs", &o.SaveEveryNEpochs, "--save-every-n-epochs")
 	setInt("save_every_n_steps", &o.SaveEveryNSteps, "--save-every-n-steps")
+	setInt("save_last_n_epochs", &o.SaveLastNEpochs, "--save-last-n-epochs (0 = keep all)")
+	setInt("save_last_n_steps", &o.SaveLastNSteps, "--save-last-n-steps (0 = keep all)")
 	if has("save_state") {
 		o.SaveState = boolean("save_state")
 		explain("save_state", "--save-state=%t", o.SaveState)
@@ -428,8 +436,18 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 			g.Paths[k] = s
 		}
 	}
-	if w := g.Paths["network_weights"] + g.Paths["lora_network_weights"]; w != "" {
-		errs = append(errs, fmt.Sprintf("network_weights %q: starting from an existing network is not supported yet", w))
+	for _, k := range []string{"network_weights", "lora_network_weights"} {
+		if w := g.Paths[k]; w != "" {
+			o.NetworkWeights = w
+			explain(k, "--network-weights %s", w)
+		}
+	}
+	if has("dim_from_weights") {
+		if boolean("dim_from_weights") {
+			errs = append(errs, "dim_from_weights is true: not supported; set network_dim and conv_dim to the file's ranks")
+		} else {
+			explain("dim_from_weights", "false (default)")
+		}
 	}
 	if o.ConvDim == 0 {
 		o.ConvDim, o.ConvAlpha = 1, 1 // the GUI's defaults

@@ -144,6 +144,12 @@ func (o *Options) networkArgs() ([]string, []string) {
 	add("conv_dim", strconv.Itoa(cd))
 	add("conv_alpha", trimFloat(ca))
 	add("algo", o.Algo)
+	if o.RankDropout > 0 {
+		add("rank_dropout", trimFloat(o.RankDropout))
+	}
+	if o.ModuleDropout > 0 {
+		add("module_dropout", trimFloat(o.ModuleDropout))
+	}
 	return keys, vals
 }
 
@@ -260,7 +266,28 @@ func (t *Trainer) Metadata(epoch int) map[string]string {
 	for i := range v {
 		v[i] = pyJSONString(v[i])
 	}
-	md["ss_network_args"] = pyDict(append(k, "dropout"), append(v, "null"))
+	// sd-scripts adds --network_dropout (a number, or null) as "dropout"
+	// when the network args do not have it.
+	hasDropout := false
+	for _, key := range k {
+		hasDropout = hasDropout || key == "dropout"
+	}
+	if !hasDropout {
+		k, v = append(k, "dropout"), append(v, "null")
+		if o.NetworkDropout > 0 {
+			v[len(v)-1] = PyFloat(o.NetworkDropout)
+		}
+	}
+	md["ss_network_args"] = pyDict(k, v)
+	if o.NetworkDropout > 0 {
+		md["ss_network_dropout"] = PyFloat(o.NetworkDropout)
+	}
+	c := o.Captions
+	md["ss_shuffle_caption"] = pyBool(c.Shuffle)
+	md["ss_keep_tokens"] = strconv.Itoa(c.KeepTokens)
+	md["ss_caption_dropout_rate"] = PyFloat(c.DropoutRate)
+	md["ss_caption_dropout_every_n_epochs"] = strconv.Itoa(c.DropoutEveryNEpochs)
+	md["ss_caption_tag_dropout_rate"] = PyFloat(c.TagDropoutRate)
 	md["ss_dataset_dirs"], md["ss_reg_dataset_dirs"] = p.datasetDirs()
 	md["ss_tag_frequency"] = p.tagFrequency()
 	md["ss_bucket_info"] = p.bucketInfo()

@@ -22,6 +22,16 @@ type Options struct {
 	// ss_network_args in this order; conv_dim/conv_alpha/algo/preset are
 	// added from the fields above when missing.
 	NetworkArgs []string
+	// Training-only dropouts (spec/locon.md §5.4, lycoris.Dropout):
+	// network_dropout (network_args "dropout"), rank_dropout, module_dropout.
+	NetworkDropout, RankDropout, ModuleDropout float64
+	// NetworkWeights starts the network from an existing file (kohya's
+	// --network_weights): modules present in both take the file's factors
+	// and alpha, the others keep their initialisation.
+	NetworkWeights string
+
+	// Caption handling per sample (spec/dataset.md §7).
+	Captions CaptionOptions
 
 	// Data and steps.
 	BatchSize     int
@@ -66,6 +76,8 @@ type Options struct {
 	SaveEveryNEpochs int
 	SaveEveryNSteps  int
 	SaveState        bool // also write a resumable state with every saved network
+	SaveLastNEpochs  int  // keep only the last N epoch files (kohya's rule, spec/train.md §13)
+	SaveLastNSteps   int  // keep only the step files of the last N steps
 	TrainingComment  string
 
 	// Informational, for the metadata (what loco-bucket and loco-encode did).
@@ -173,6 +185,30 @@ func (o *Options) Validate() error {
 	}
 	if o.Noise.Offset < 0 {
 		bad("noise_offset %g is negative", o.Noise.Offset)
+	}
+	for _, d := range []struct {
+		name string
+		p    float64
+	}{{"network_dropout", o.NetworkDropout}, {"rank_dropout", o.RankDropout}, {"module_dropout", o.ModuleDropout},
+		{"caption_dropout_rate", o.Captions.DropoutRate}, {"caption_tag_dropout_rate", o.Captions.TagDropoutRate}} {
+		if !(d.p >= 0 && d.p < 1) {
+			bad("%s %g must be in [0, 1)", d.name, d.p)
+		}
+	}
+	if o.Algo == "loha" && (o.NetworkDropout > 0 || o.RankDropout > 0) {
+		bad("network_dropout and rank_dropout are not defined for algo loha (module_dropout is)")
+	}
+	if o.Captions.KeepTokens < 0 || o.Captions.DropoutEveryNEpochs < 0 {
+		bad("keep_tokens %d and caption_dropout_every_n_epochs %d must not be negative", o.Captions.KeepTokens, o.Captions.DropoutEveryNEpochs)
+	}
+	if o.SaveLastNEpochs < 0 || o.SaveLastNSteps < 0 {
+		bad("save_last_n_epochs %d and save_last_n_steps %d must not be negative", o.SaveLastNEpochs, o.SaveLastNSteps)
+	}
+	if o.SaveLastNSteps > 0 && o.SaveEveryNSteps == 0 {
+		bad("save_last_n_steps %d needs save_every_n_steps", o.SaveLastNSteps)
+	}
+	if o.SaveLastNEpochs > 0 && o.SaveEveryNEpochs == 0 {
+		bad("save_last_n_epochs %d needs save_every_n_epochs", o.SaveLastNEpochs)
 	}
 	if o.OutputName == "" {
 		bad("output_name is empty")

@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	"loco/pkg/latentcache"
 	"loco/pkg/tensor"
@@ -30,7 +31,10 @@ type Inputs struct {
 	Noisy      []float32 // x_t
 	Timesteps  []int
 	Weights    []float32 // per-sample loss weights (prior loss × min-SNR)
-	Captions   []string
+	Captions   []string  // after the caption options (shuffle, dropout ...)
+	// DropoutSeed seeds the network's dropout masks for this micro-batch
+	// (Stream(seed, "dropout", epoch, index); 0 without dropouts).
+	DropoutSeed uint64
 }
 
 // BatchInputs draws the inputs of micro-batch i of epoch e in the order of
@@ -39,6 +43,13 @@ type Inputs struct {
 func (t *Trainer) BatchInputs(e, i int, b Batch) (*Inputs, error) {
 	r := Stream(t.Opt.Seed, "batch", e, i)
 	in := &Inputs{B: len(b.Items)}
+	var cr *rand.Rand // caption draws, on their own stream
+	if t.Opt.Captions.Random() {
+		cr = Stream(t.Opt.Seed, "caption", e, i)
+	}
+	if t.dropout().Any() {
+		in.DropoutSeed = Stream(t.Opt.Seed, "dropout", e, i).Uint64()
+	}
 	for k, idx := range b.Items {
 		it := t.Plan.Items[idx]
 		en, err := t.latent(it.Key)
@@ -66,7 +77,7 @@ func (t *Trainer) BatchInputs(e, i int, b Batch) (*Inputs, error) {
 			w = t.Opt.PriorLossWeight
 		}
 		in.Weights = append(in.Weights, float32(w))
-		in.Captions = append(in.Captions, it.Rec.Caption)
+		in.Captions = append(in.Captions, t.Opt.Captions.Process(it.Rec.Caption, e+1, cr))
 	}
 	hw := in.H * in.W
 	in.Noise = make([]float32, len(in.X0))
@@ -103,6 +114,10 @@ func (t *Trainer) microBatch(e, i int, b Batch) (float64, error) {
 func (t *Trainer) ForwardBackward(in *Inputs, seed float32) (loss float64, err error) {
 	E := t.M.E
 	defer E.EndStep()
+	if t.dropout().Any() {
+		t.Net.Train(in.DropoutSeed)
+		defer t.Net.Eval()
+	}
 	err = tensor.Catch(func() {
 		ctx := t.condition(in.Captions)
 		x := E.FromFloat32(in.Noisy, in.B, in.C, in.H, in.W)
@@ -142,7 +157,11 @@ func (t *Trainer) condition(captions []string) *tensor.Tensor {
 				h := t.encode([]string{c})
 				v = h.Float32s()
 			})
-			t.ctxCache[c] = v
+			// Shuffled or tag-dropped captions rarely repeat: cache only
+			// the captions as written and the dropped (empty) one.
+			if !t.Opt.Captions.Random() || c == "" || t.rawCaptions[c] {
+				t.ctxCache[c] = v
+			}
 		}
 		host = append(host, v...)
 	}

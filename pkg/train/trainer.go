@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -84,9 +85,13 @@ type Trainer struct {
 	// Skipped counts updates skipped for overflowing gradients.
 	Skipped int
 
-	ctxCache map[string][]float32 // text-encoder output per caption, when it is frozen
-	latCache map[string]*latentcache.Entry
-	Meta     RunInfo // identity of the run, for the metadata
+	// Weights reports what --network-weights loaded (nil without it).
+	Weights *WeightsReport
+
+	ctxCache    map[string][]float32 // text-encoder output per caption, when it is frozen
+	rawCaptions map[string]bool      // the captions as written in the records
+	latCache    map[string]*latentcache.Entry
+	Meta        RunInfo // identity of the run, for the metadata
 
 	// Clock gives the time stamps written into files (time.Now by default;
 	// tests fix it for byte-identical outputs).
@@ -130,7 +135,19 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 		return nil, err
 	}
 	t := &Trainer{Opt: opt, Plan: plan, M: m, Net: net, Lat: lat, Sched: SD1(),
-		ctxCache: map[string][]float32{}, latCache: map[string]*latentcache.Entry{}, Clock: time.Now}
+		ctxCache: map[string][]float32{}, latCache: map[string]*latentcache.Entry{}, Clock: time.Now,
+		rawCaptions: map[string]bool{}}
+	for _, it := range plan.Items {
+		t.rawCaptions[it.Rec.Caption] = true
+	}
+	if err := net.SetDropout(t.dropout()); err != nil {
+		return nil, err
+	}
+	if opt.NetworkWeights != "" {
+		if t.Weights, err = LoadNetworkWeights(net, opt.NetworkWeights); err != nil {
+			return nil, err
+		}
+	}
 	total := plan.TotalSteps
 	t.LR = LRSchedule{Name: opt.LRScheduler, Warmup: Warmup(opt.LRWarmup, total), Total: total,
 		NumCycles: opt.NumCycles, Power: opt.Power, LRInit: opt.LearningRate, LREnd: 1e-7}
@@ -171,6 +188,11 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 	t.rec = newLossRecorder(plan.M)
 	t.Meta = newRunInfo(opt.Seed)
 	return t, nil
+}
+
+// dropout is the network's training-only dropouts from the options.
+func (t *Trainer) dropout() lycoris.Dropout {
+	return lycoris.Dropout{Dropout: t.Opt.NetworkDropout, Rank: t.Opt.RankDropout, Module: t.Opt.ModuleDropout}
 }
 
 // TrainsTE reports whether the text encoder has LoCon modules.
@@ -269,6 +291,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 				if err := t.save(fmt.Sprintf("%s-step%08d", t.Opt.OutputName, t.Step)); err != nil {
 					return err
 				}
+				if old := removeStepNo(t.Step, n, t.Opt.SaveLastNSteps); old > 0 {
+					t.remove(fmt.Sprintf("%s-step%08d", t.Opt.OutputName, old))
+				}
 			}
 		}
 		if t.Batch >= len(batches) {
@@ -277,6 +302,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			if n := t.Opt.SaveEveryNEpochs; n > 0 && t.Epoch%n == 0 && t.Epoch < p.LoopEpochs {
 				if err := t.save(fmt.Sprintf("%s-%06d", t.Opt.OutputName, t.Epoch)); err != nil {
 					return err
+				}
+				if old := removeEpochNo(t.Epoch, n, t.Opt.SaveLastNEpochs); old > 0 {
+					t.remove(fmt.Sprintf("%s-%06d", t.Opt.OutputName, old))
 				}
 			}
 		}
@@ -321,4 +349,40 @@ func (t *Trainer) save(name string) error {
 		}
 	}
 	return nil
+}
+
+// removeEpochNo is the epoch whose file kohya deletes when it saves epoch e
+// with save_every_n_epochs every and save_last_n_epochs keep: e − every·keep
+// (0 when nothing is deleted).
+func removeEpochNo(e, every, keep int) int {
+	if keep <= 0 {
+		return 0
+	}
+	return max(0, e-every*keep)
+}
+
+// removeStepNo is kohya's get_remove_step_no: the step file deleted when
+// step s is saved with save_every_n_steps every and save_last_n_steps keep,
+// s − keep − 1 rounded down to a multiple of every (0 when nothing is
+// deleted).
+func removeStepNo(s, every, keep int) int {
+	if keep <= 0 {
+		return 0
+	}
+	r := s - keep - 1
+	if r <= 0 {
+		return 0
+	}
+	return r - r%every
+}
+
+// remove deletes an older saved network <name>.safetensors (missing files
+// are fine: a resumed run may not have written it).
+func (t *Trainer) remove(name string) {
+	path := filepath.Join(t.Opt.OutputDir, name+".safetensors")
+	if err := os.Remove(path); err == nil {
+		t.logf("removed %s (save_last_n)", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		t.logf("removing %s: %v", path, err)
+	}
 }
