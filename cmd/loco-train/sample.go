@@ -130,7 +130,7 @@ func (s *sampling) start(model string, tr *train.Trainer, modelName string) erro
 		return err
 	}
 	s.pl = &sample.Pipeline{E: m.E, UNet: m.UNet, CLIP: m.TE, VAE: v, Tok: m.Tok, ClipSkip: tr.Opt.ClipSkip,
-		Sampler: s.sampler, ModelName: modelName}
+		Sampler: s.sampler, ModelName: strings.TrimSuffix(modelName, filepath.Ext(modelName))}
 	return nil
 }
 
@@ -151,7 +151,7 @@ func (s *sampling) round(tr *train.Trainer, epoch int) {
 		s.rep.Warnf("sample images at step %d: %v", tr.Step, err)
 		return
 	}
-	s.rep.Notef("sample images at step %d: %d in %s", tr.Step, len(paths), s.dir)
+	s.rep.Notef("sample images at step %d: %d in %s, with a contact sheet", tr.Step, len(paths)-1, s.dir)
 }
 
 // afterUpdate samples when the schedule says so; call it from OnUpdate.
