@@ -31,6 +31,11 @@ func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a
 	mcCap := min(mc0, (m+mr-1)/mr*mr)
 	ncCap := min(nc0, (n+nr-1)/nr*nr)
 
+	if directA(kern, m, kc0, ncCap) {
+		gemmDirectA(kern, transA, transB, m, n, k, kc0, nc0, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+
 	buf := getBuffers(mcCap*kc0, k*ncCap, mr*nr)
 	defer bufPool.Put(buf)
 
@@ -50,6 +55,96 @@ func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a
 				}
 				packA(kern.asm, transA, a, lda, ic, pc, mc, kc, mr, buf.a)
 				macroKernel(kern, mc, nc, kc, alpha, buf.a, buf.b[pc*ncR:], betaStep, c[ic*ldc+jc:], ldc, buf.tmp)
+			}
+		}
+	}
+}
+
+// directMaxBBytes bounds the packed B̃ slice (kc×nc) for which A is read in
+// place (gemmDirectA): that slice is walked once per mr rows of A, so it
+// must stay in L2. A variable so that tests can force either path.
+var directMaxBBytes = 512 << 10
+
+// directA reports whether gemmSerial reads A in place instead of packing
+// it: the kernel has the unpacked-A variants, there is at least one full
+// row tile, and one kc×nc slice of B̃ fits the L2 budget.
+func directA(kern *kernel, m, kc, nc int) bool {
+	return kern.fnRowsA != nil && m >= kern.mr && 4*kc*nc <= directMaxBBytes
+}
+
+// gemmDirectA is gemmSerial without packing A: B is packed as usual; for
+// each kc slice, every full mr-row tile of op(A) is handed to the
+// micro-kernel where it lies (it stays in L1 while the nr-column panels of
+// B̃ stream from L2), and only the last m mod mr rows are packed. At small
+// shapes packing A costs as much as the product; here it is skipped.
+func gemmDirectA(kern *kernel, transA, transB bool, m, n, k, kc0, nc0 int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mr, nr := kern.mr, kern.nr
+	ncCap := min(nc0, (n+nr-1)/nr*nr)
+	mFull := m / mr * mr
+	buf := getBuffers(mr*kc0, k*ncCap, mr*nr)
+	defer bufPool.Put(buf)
+	fnA := kern.fnRowsA
+	if transA {
+		fnA = kern.fnColsA
+	}
+	for jc := 0; jc < n; jc += nc0 {
+		nc := min(nc0, n-jc)
+		ncR := (nc + nr - 1) / nr * nr
+		for pc := 0; pc < k; pc += kc0 {
+			packB(kern.asm, transB, b, ldb, pc, jc, min(kc0, k-pc), nc, nr, buf.b[pc*ncR:])
+		}
+		for pc := 0; pc < k; pc += kc0 {
+			kc := min(kc0, k-pc)
+			betaStep := beta
+			if pc > 0 {
+				betaStep = 1
+			}
+			loadC := 1
+			if betaStep == 0 {
+				loadC = 0
+			}
+			pb := buf.b[pc*ncR:]
+			for ir := 0; ir < mFull; ir += mr {
+				var ap *float32
+				if transA {
+					ap = &a[pc*lda+ir]
+				} else {
+					ap = &a[ir*lda+pc]
+				}
+				crow := c[ir*ldc+jc:]
+				for jr := 0; jr < nc; jr += nr {
+					nw := min(nr, nc-jr)
+					bp := &pb[jr*kc]
+					if nw == nr {
+						fnA(kc, ap, bp, &crow[jr], ldc, alpha, betaStep, loadC, lda)
+						continue
+					}
+					fnA(kc, ap, bp, &buf.tmp[0], nr, 1, 0, 0, lda)
+					mergeTile(mr, nw, nr, alpha, betaStep, buf.tmp, crow[jr:], ldc)
+				}
+			}
+			if mFull < m {
+				packA(kern.asm, transA, a, lda, mFull, pc, m-mFull, kc, mr, buf.a)
+				macroKernel(kern, m-mFull, nc, kc, alpha, buf.a, pb, betaStep, c[mFull*ldc+jc:], ldc, buf.tmp)
+			}
+		}
+	}
+}
+
+// mergeTile writes the first rows×cols of an edge tile computed into tmp
+// (row stride nr, not yet scaled) into C: C = alpha*tmp + beta*C, without
+// reading C when beta == 0.
+func mergeTile(rows, cols, nr int, alpha, beta float32, tmp, c []float32, ldc int) {
+	for r := 0; r < rows; r++ {
+		crow := c[r*ldc : r*ldc+cols]
+		trow := tmp[r*nr : r*nr+cols]
+		if beta == 0 {
+			for j, t := range trow {
+				crow[j] = alpha * t
+			}
+		} else {
+			for j, t := range trow {
+				crow[j] = alpha*t + beta*crow[j]
 			}
 		}
 	}
@@ -75,19 +170,7 @@ func macroKernel(kern *kernel, mc, nc, kc int, alpha float32, pa, pb []float32, 
 				continue
 			}
 			kern.fn(kc, ap, bp, &tmp[0], nr, 1, 0, 0)
-			for r := 0; r < mh; r++ {
-				crow := c[(ir+r)*ldc+jr : (ir+r)*ldc+jr+nw]
-				trow := tmp[r*nr : r*nr+nw]
-				if beta == 0 {
-					for j, t := range trow {
-						crow[j] = alpha * t
-					}
-				} else {
-					for j, t := range trow {
-						crow[j] = alpha*t + beta*crow[j]
-					}
-				}
-			}
+			mergeTile(mh, nw, nr, alpha, beta, tmp, c[ir*ldc+jr:], ldc)
 		}
 	}
 }

@@ -23,6 +23,19 @@
 // cannot leak into the result; alpha == 0 or k == 0 reduce to C = beta*C
 // without reading A or B.
 //
+// # Reading A in place
+//
+// At small shapes packing A costs as much as the product (a 128×1152
+// weight matrix packed for a 6-column convolution, an attention block
+// packed for a 4-deep product). When a kc×nc slice of B̃ fits in half the
+// L2 (directMaxBBytes, 512 KiB) and op(A) has at least one full mr-row
+// tile, gemmSerial skips packing A: the micro-kernel variants
+// kernelAVX512RowsA/ColsA (and the AVX2 pair) read the mr×kc tile of op(A)
+// where it lies, row r at a + r*lda (A) or k steps lda apart (Aᵀ), while
+// the nr-column panels of B̃ stream past it; only the last m mod mr rows
+// are packed. Large products whose B̃ slice overflows L2 (1024³) keep the
+// packed path. The pure-Go kernel has no such variant.
+//
 // # Packing format
 //
 // Ã: ceil(mc/mr) panels, each mr×kc stored column by column: element (r, p)

@@ -25,7 +25,19 @@ type spec struct {
 	unroll  int
 	zeroOp  string
 	comment string
+	// aMode says where the kernel reads A: aPacked (the packed panel, mr
+	// floats per k), aRows (op(A) = A row-major: row r at a + r*lda, k
+	// contiguous) or aCols (op(A) = Aᵀ: the mr values of one k are
+	// contiguous, consecutive k are lda apart). The last two take lda as
+	// a ninth argument and let Gemm skip packing A.
+	aMode int
 }
+
+const (
+	aPacked = iota
+	aRows
+	aCols
+)
 
 func main() {
 	out := flag.String("out", "kernel_amd64.s", "output file")
@@ -36,6 +48,14 @@ func main() {
 		comment: "14×32 tile in Z0–Z27 (two zmm per row of C), B row in Z28–Z29, broadcasts in Z30/Z31."})
 	gen(&w, spec{name: "kernelAVX2", reg: "Y", vecLen: 8, mr: 6, nr: 16, unroll: 4, zeroOp: "VXORPS",
 		comment: "6×16 tile in Y0–Y11 (two ymm per row of C), B row in Y12–Y13, broadcasts in Y14/Y15."})
+	gen(&w, spec{name: "kernelAVX512RowsA", reg: "Z", vecLen: 16, mr: 14, nr: 32, unroll: 4, zeroOp: "VPXORD", aMode: aRows,
+		comment: "kernelAVX512 reading A unpacked: row r of the 14 at a + r*lda (R8 = lda, R9 = 3*lda, R10 = 5*lda bytes; rows 7–13 from R11 = a + 7*lda)."})
+	gen(&w, spec{name: "kernelAVX512ColsA", reg: "Z", vecLen: 16, mr: 14, nr: 32, unroll: 4, zeroOp: "VPXORD", aMode: aCols,
+		comment: "kernelAVX512 reading Aᵀ unpacked: the 14 values of one k contiguous, k steps lda apart (R8 = lda, R9 = 3*lda, R10 = 4*lda bytes)."})
+	gen(&w, spec{name: "kernelAVX2RowsA", reg: "Y", vecLen: 8, mr: 6, nr: 16, unroll: 4, zeroOp: "VXORPS", aMode: aRows,
+		comment: "kernelAVX2 reading A unpacked: row r of the 6 at a + r*lda (R8 = lda, R9 = 3*lda, R10 = 5*lda bytes)."})
+	gen(&w, spec{name: "kernelAVX2ColsA", reg: "Y", vecLen: 8, mr: 6, nr: 16, unroll: 4, zeroOp: "VXORPS", aMode: aCols,
+		comment: "kernelAVX2 reading Aᵀ unpacked: the 6 values of one k contiguous, k steps lda apart (R8 = lda, R9 = 3*lda, R10 = 4*lda bytes)."})
 	if err := os.WriteFile(*out, w.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -50,15 +70,72 @@ func gen(w *bytes.Buffer, s spec) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 	aStep, bStep := 4*s.mr, 4*s.nr // bytes per k
 
-	fmt.Fprintf(w, "\n// func %s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)\n", s.name)
-	fmt.Fprintf(w, "// %s\n", s.comment)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", s.name)
+	if s.aMode == aPacked {
+		fmt.Fprintf(w, "\n// func %s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)\n", s.name)
+		fmt.Fprintf(w, "// %s\n", s.comment)
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", s.name)
+	} else {
+		fmt.Fprintf(w, "\n// func %s(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)\n", s.name)
+		fmt.Fprintf(w, "// %s\n", s.comment)
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-64\n", s.name)
+	}
 	p("MOVQ kc+0(FP), CX")
 	p("MOVQ a+8(FP), AX")
 	p("MOVQ b+16(FP), BX")
 	p("MOVQ c+24(FP), DI")
 	p("MOVQ ldc+32(FP), DX")
 	p("SHLQ $2, DX")
+	if s.aMode != aPacked {
+		p("MOVQ lda+56(FP), R8")
+		p("SHLQ $2, R8")
+		p("LEAQ (R8)(R8*2), R9")
+		if s.aMode == aRows {
+			p("LEAQ (R8)(R8*4), R10")
+			if s.mr > 7 {
+				p("LEAQ (R9)(R8*4), R11") // 7*lda
+				p("ADDQ AX, R11")
+			}
+		} else {
+			p("LEAQ (R8*4), R10")
+		}
+	}
+	// aAddr is the address of op(A)[r][k+u] relative to the loop's pointers.
+	aAddr := func(u, r int) string {
+		switch s.aMode {
+		case aRows:
+			base, rr := "AX", r
+			if r >= 7 {
+				base, rr = "R11", r-7
+			}
+			off := 4 * u
+			idx := []string{"", "(R8*1)", "(R8*2)", "(R9*1)", "(R8*4)", "(R10*1)", "(R9*2)"}[rr]
+			return fmt.Sprintf("%d(%s)%s", off, base, idx)
+		case aCols:
+			idx := []string{"", "(R8*1)", "(R8*2)", "(R9*1)"}[u]
+			return fmt.Sprintf("%d(AX)%s", 4*r, idx)
+		}
+		return fmt.Sprintf("%d(AX)", u*aStep+4*r)
+	}
+	advanceA := func(steps int) {
+		switch s.aMode {
+		case aRows:
+			p("ADDQ $%d, AX", 4*steps)
+			if s.mr > 7 {
+				p("ADDQ $%d, R11", 4*steps)
+			}
+		case aCols:
+			if steps == 1 {
+				p("ADDQ R8, AX")
+			} else {
+				p("ADDQ R10, AX") // unroll is 4
+			}
+		default:
+			p("ADDQ $%d, AX", steps*aStep)
+		}
+	}
+	if s.aMode == aCols && s.unroll != 4 {
+		log.Fatalf("%s: aCols needs unroll 4", s.name)
+	}
 	for r := 0; r < s.mr; r++ {
 		for v := 0; v < nv; v++ {
 			p("%s %s, %s, %s", s.zeroOp, acc(r, v), acc(r, v), acc(r, v))
@@ -69,7 +146,7 @@ func gen(w *bytes.Buffer, s spec) {
 			p("VMOVUPS %d(BX), %s", u*bStep+4*s.vecLen*v, bReg(v))
 		}
 		for r := 0; r < s.mr; r++ {
-			p("VBROADCASTSS %d(AX), %s", u*aStep+4*r, bc(r))
+			p("VBROADCASTSS %s, %s", aAddr(u, r), bc(r))
 			for v := 0; v < nv; v++ {
 				p("VFMADD231PS %s, %s, %s", bReg(v), bc(r), acc(r, v))
 			}
@@ -81,7 +158,7 @@ func gen(w *bytes.Buffer, s spec) {
 	for u := 0; u < s.unroll; u++ {
 		step(u)
 	}
-	p("ADDQ $%d, AX", s.unroll*aStep)
+	advanceA(s.unroll)
 	p("ADDQ $%d, BX", s.unroll*bStep)
 	p("SUBQ $%d, CX", s.unroll)
 	p("CMPQ CX, $%d", s.unroll)
@@ -91,7 +168,7 @@ func gen(w *bytes.Buffer, s spec) {
 	p("JEQ %s_store", s.name)
 	fmt.Fprintf(w, "%s_tail1:\n", s.name)
 	step(0)
-	p("ADDQ $%d, AX", aStep)
+	advanceA(1)
 	p("ADDQ $%d, BX", bStep)
 	p("DECQ CX")
 	p("JNE %s_tail1", s.name)

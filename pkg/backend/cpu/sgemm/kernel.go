@@ -11,11 +11,21 @@ import (
 // beta is ignored. kc ≥ 1.
 type kernelFunc func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
 
+// kernelFuncA is a kernelFunc that reads an mr×kc block of op(A) in place
+// instead of a packed panel: with op(A) = A (fnRowsA) row r of the block
+// starts at a + r*lda and its kc values are contiguous; with op(A) = Aᵀ
+// (fnColsA) the mr values of one k are contiguous and consecutive k are
+// lda apart. Every one of the mr rows must exist (no edge tiles).
+type kernelFuncA func(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
+
 type kernel struct {
 	name   string
 	mr, nr int
 	fn     kernelFunc
 	asm    bool // pack with assembly too (off for the pure-Go kernel)
+	// fnRowsA, fnColsA: the unpacked-A variants of fn; nil when the
+	// kernel has none (then A is always packed).
+	fnRowsA, fnColsA kernelFuncA
 }
 
 var genericKernel = &kernel{name: "generic", mr: 4, nr: 4, fn: kernelGeneric}

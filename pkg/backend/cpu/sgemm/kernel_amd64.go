@@ -16,9 +16,26 @@ func kernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC 
 //go:noescape
 func kernelAVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
 
+// The ...RowsA and ...ColsA kernels are the same micro-kernels reading A
+// where it lies instead of from a packed panel (see kernelFuncA).
+
+//go:noescape
+func kernelAVX512RowsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
+
+//go:noescape
+func kernelAVX512ColsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
+
+//go:noescape
+func kernelAVX2RowsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
+
+//go:noescape
+func kernelAVX2ColsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
+
 var (
-	avx512Kernel = &kernel{name: "avx512", mr: 14, nr: 32, fn: kernelAVX512, asm: true}
-	avx2Kernel   = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernelAVX2, asm: true}
+	avx512Kernel = &kernel{name: "avx512", mr: 14, nr: 32, fn: kernelAVX512, asm: true,
+		fnRowsA: kernelAVX512RowsA, fnColsA: kernelAVX512ColsA}
+	avx2Kernel = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernelAVX2, asm: true,
+		fnRowsA: kernelAVX2RowsA, fnColsA: kernelAVX2ColsA}
 )
 
 // asmKernels lists the assembly kernels this CPU (and its OS) supports.

@@ -378,3 +378,68 @@ func TestNoasmEnv(t *testing.T) {
 	}
 	t.Logf("default kernel here: %s", Kernel())
 }
+
+// TestGemmAPaths runs the small and block-crossing shapes with A forced
+// through each path: always packed, and read in place (gemmDirectA)
+// wherever a full row tile exists, on every kernel that has the in-place
+// variants.
+func TestGemmAPaths(t *testing.T) {
+	saved := [5]int{kcBlock, mcBlock, ncBlock, bBlockBytes, directMaxBBytes}
+	defer func() {
+		kcBlock, mcBlock, ncBlock, bBlockBytes, directMaxBBytes = saved[0], saved[1], saved[2], saved[3], saved[4]
+	}()
+	for _, kern := range kernels() {
+		for _, limit := range []int{0, 1 << 40} {
+			name := fmt.Sprintf("%s/direct=%v", kern.name, limit > 0)
+			t.Run(name, func(t *testing.T) {
+				if limit > 0 && kern.fnRowsA == nil {
+					t.Skip("kernel has no in-place A variant")
+				}
+				directMaxBBytes = limit
+				rng := rand.New(rand.NewPCG(11, 12))
+				shapes := append([][3]int{{14, 64, 4}, {28, 77, 8}, {64, 256, 4}, {128, 6, 1152}, {43, 40, 300}}, smallShapes...)
+				for _, s := range shapes {
+					for _, tr := range allTrans() {
+						for _, ab := range [][2]float32{{1, 0}, {-1.5, 0.75}} {
+							tc := gemmCase{transA: tr[0], transB: tr[1], m: s[0], n: s[1], k: s[2], alpha: ab[0], beta: ab[1], padA: 3, padB: 1, padC: 2}
+							runCase(t, rng, kern, 1, tc)
+						}
+					}
+				}
+				kcBlock, mcBlock, ncBlock, bBlockBytes = 16, 2*kern.mr+1, 3*kern.nr, 4*40*2*kern.nr
+				defer func() { kcBlock, mcBlock, ncBlock, bBlockBytes = saved[0], saved[1], saved[2], saved[3] }()
+				for _, s := range [][3]int{{101, 103, 67}, {61, 200, 33}, {300, 5, 16}} {
+					for _, tr := range allTrans() {
+						for _, nt := range []int{1, 2} {
+							for _, beta := range []float32{0, -0.5} {
+								tc := gemmCase{transA: tr[0], transB: tr[1], m: s[0], n: s[1], k: s[2], alpha: 0.75, beta: beta, padA: 1, padB: 2, padC: 3}
+								runCase(t, rng, kern, nt, tc)
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestDirectAChoice checks when gemmSerial reads A in place.
+func TestDirectAChoice(t *testing.T) {
+	for _, kern := range kernels() {
+		if kern.fnRowsA == nil {
+			if directA(kern, 1000, 256, 64) {
+				t.Errorf("%s: directA true for a kernel without in-place variants", kern.name)
+			}
+			continue
+		}
+		if !directA(kern, 128, 256, 32) {
+			t.Errorf("%s: a 128-row product with one 256×32 B̃ slice should read A in place", kern.name)
+		}
+		if directA(kern, kern.mr-1, 64, 32) {
+			t.Errorf("%s: fewer rows than one tile should pack A", kern.name)
+		}
+		if directA(kern, 1024, 256, 1024) {
+			t.Errorf("%s: a 1 MiB B̃ slice should pack A (1024³ keeps the packed path)", kern.name)
+		}
+	}
+}
