@@ -25,7 +25,8 @@ const (
 
 // ContactSheet lays images out in a grid of cols columns (0: ⌈√n⌉) on a
 // white background, each in a cell as large as the largest image (images
-// centred), with its label (clipped to the cell) under it.
+// centred, small ones enlarged by a whole factor, nearest neighbour), with
+// its label (clipped to the cell) under it.
 func ContactSheet(imgs []image.Image, labels []string, cols int) *image.NRGBA {
 	n := len(imgs)
 	if n == 0 {
@@ -47,8 +48,17 @@ func ContactSheet(imgs []image.Image, labels []string, cols int) *image.NRGBA {
 	for i, im := range imgs {
 		x0, y0 := (i%cols)*cellW+sheetPad, (i/cols)*cellH+sheetPad
 		b := im.Bounds()
-		at := image.Pt(x0+(cw-b.Dx())/2, y0+(ch-b.Dy())/2)
-		draw.Draw(out, image.Rectangle{Min: at, Max: at.Add(b.Size())}, im, b.Min, draw.Over)
+		k := max(1, min(cw/b.Dx(), ch/b.Dy())) // small images are enlarged k times (nearest neighbour)
+		at := image.Pt(x0+(cw-k*b.Dx())/2, y0+(ch-k*b.Dy())/2)
+		if k == 1 {
+			draw.Draw(out, image.Rectangle{Min: at, Max: at.Add(b.Size())}, im, b.Min, draw.Over)
+		} else {
+			for y := range k * b.Dy() {
+				for x := range k * b.Dx() {
+					out.Set(at.X+x, at.Y+y, im.At(b.Min.X+x/k, b.Min.Y+y/k))
+				}
+			}
+		}
 		if i < len(labels) {
 			s := labels[i]
 			if maxc := cw / labelGlyphW; len(s) > maxc {
