@@ -31,6 +31,10 @@ func gemmSerial(kern *kernel, transA, transB bool, m, n, k int, alpha float32, a
 	mcCap := min(mc0, (m+mr-1)/mr*mr)
 	ncCap := min(nc0, (n+nr-1)/nr*nr)
 
+	if useDot(kern, transB, m) {
+		gemmDot(kern, transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	if directA(kern, m, kc0, ncCap) {
 		gemmDirectA(kern, transA, transB, m, n, k, kc0, nc0, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
@@ -126,6 +130,56 @@ func gemmDirectA(kern *kernel, transA, transB bool, m, n, k, kc0, nc0 int, alpha
 			if mFull < m {
 				packA(kern.asm, transA, a, lda, mFull, pc, m-mFull, kc, mr, buf.a)
 				macroKernel(kern, m-mFull, nc, kc, alpha, buf.a, pb, betaStep, c[mFull*ldc+jc:], ldc, buf.tmp)
+			}
+		}
+	}
+}
+
+// dotMaxM is the largest m that gemmDot handles (0 turns it off); a
+// variable so that tests can force either path.
+var dotMaxM = 8
+
+// useDot reports whether a product goes to gemmDot: op(B) = Bᵀ (its
+// columns are contiguous rows of B), few rows, and a dot kernel.
+func useDot(kern *kernel, transB bool, m int) bool {
+	return kern.dot4 != nil && transB && m <= dotMaxM
+}
+
+// gemmDot computes C = alpha*op(A)*Bᵀ + beta*C for a product with few
+// rows (attention's transposed P·V and dQ with 4–16-wide heads) as m×n dot
+// products of length k: op(A) is copied into m (rounded up to 4) contiguous
+// zero-padded rows, and each row of B is read once, in place, against four
+// rows of it at a time. With m this small the micro-kernel would run
+// mostly empty tiles after transposing all of B into packed panels.
+func gemmDot(kern *kernel, transA bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	mp := (m + 3) &^ 3
+	buf := getBuffers(mp*k, 0, 0)
+	defer bufPool.Put(buf)
+	pa := buf.a
+	for i := 0; i < m; i++ {
+		row := pa[i*k : i*k+k]
+		if transA {
+			for p := range row {
+				row[p] = a[p*lda+i]
+			}
+		} else {
+			copy(row, a[i*lda:i*lda+k])
+		}
+	}
+	clear(pa[m*k:])
+	var out [4]float32
+	for j := 0; j < n; j++ {
+		bj := &b[j*ldb]
+		_ = b[j*ldb+k-1]
+		for r0 := 0; r0 < m; r0 += 4 {
+			kern.dot4(k, &pa[r0*k], k, bj, &out)
+			for r := 0; r < min(4, m-r0); r++ {
+				ci := &c[(r0+r)*ldc+j]
+				if beta == 0 {
+					*ci = alpha * out[r]
+				} else {
+					*ci = alpha*out[r] + beta**ci
+				}
 			}
 		}
 	}

@@ -36,6 +36,15 @@
 // are packed. Large products whose B̃ slice overflows L2 (1024³) keep the
 // packed path. The pure-Go kernel has no such variant.
 //
+// # Few rows against a transposed B
+//
+// A product with at most dotMaxM (8) rows and op(B) = Bᵀ (attention's
+// transposed P·V and dQ on 4- to 8-wide heads) would run the 14-row tile
+// mostly empty after transposing all of B into panels. gemmDot instead
+// copies op(A) into contiguous rows and computes the m×n dot products of
+// length k four rows at a time (dot4AVX512, pack-free: each row of B is
+// read once, in place). AVX-512 only; other kernels use the general path.
+//
 // # Packing format
 //
 // Ã: ceil(mc/mr) panels, each mr×kc stored column by column: element (r, p)

@@ -26,6 +26,10 @@ type kernel struct {
 	// fnRowsA, fnColsA: the unpacked-A variants of fn; nil when the
 	// kernel has none (then A is always packed).
 	fnRowsA, fnColsA kernelFuncA
+	// dot4, when set, computes four dot products of length k at once
+	// (rows of a lda apart against b); gemmDot uses it for products with
+	// few rows and a transposed B.
+	dot4 func(k int, a *float32, lda int, b *float32, out *[4]float32)
 }
 
 var genericKernel = &kernel{name: "generic", mr: 4, nr: 4, fn: kernelGeneric}

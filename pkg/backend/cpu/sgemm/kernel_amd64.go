@@ -31,9 +31,14 @@ func kernelAVX2RowsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loa
 //go:noescape
 func kernelAVX2ColsA(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, lda int)
 
+// dot4AVX512 sets out[r] = Σ_{p<k} a[r*lda+p]·b[p] for r = 0..3.
+//
+//go:noescape
+func dot4AVX512(k int, a *float32, lda int, b *float32, out *[4]float32)
+
 var (
 	avx512Kernel = &kernel{name: "avx512", mr: 14, nr: 32, fn: kernelAVX512, asm: true,
-		fnRowsA: kernelAVX512RowsA, fnColsA: kernelAVX512ColsA}
+		fnRowsA: kernelAVX512RowsA, fnColsA: kernelAVX512ColsA, dot4: dot4AVX512}
 	avx2Kernel = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernelAVX2, asm: true,
 		fnRowsA: kernelAVX2RowsA, fnColsA: kernelAVX2ColsA}
 )

@@ -443,3 +443,31 @@ func TestDirectAChoice(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmDot runs products with a transposed B through gemmDot (forced
+// for every m) and with it turned off, on every kernel that has a dot
+// kernel: lengths around the 16-float step, rows not a multiple of 4.
+func TestGemmDot(t *testing.T) {
+	saved := dotMaxM
+	defer func() { dotMaxM = saved }()
+	for _, kern := range kernels() {
+		for _, limit := range []int{0, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/dot=%v", kern.name, limit > 0), func(t *testing.T) {
+				if limit > 0 && kern.dot4 == nil {
+					t.Skip("kernel has no dot kernel")
+				}
+				dotMaxM = limit
+				rng := rand.New(rand.NewPCG(13, 14))
+				for _, s := range [][3]int{{4, 64, 256}, {4, 64, 77}, {1, 5, 1}, {3, 7, 15}, {5, 9, 16}, {8, 24, 17}, {16, 6, 33}, {13, 40, 100}, {2, 1, 31}} {
+					for _, transA := range []bool{false, true} {
+						for _, ab := range [][2]float32{{1, 0}, {0.5, 1}, {-1.5, 0.75}} {
+							tc := gemmCase{transA: transA, transB: true, m: s[0], n: s[1], k: s[2], alpha: ab[0], beta: ab[1], padA: 2, padB: 3, padC: 1}
+							runCase(t, rng, kern, 1, tc)
+							runCase(t, rng, kern, 2, tc)
+						}
+					}
+				}
+			})
+		}
+	}
+}
