@@ -86,7 +86,14 @@ func flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "network-module", Value: d.NetworkModule, Usage: "lycoris.kohya"},
 		&ucli.IntFlag{Name: "network-dim", Value: d.NetworkDim, Usage: "rank of Linear and 1×1 conv modules"},
 		&ucli.Float64Flag{Name: "network-alpha", Value: d.NetworkAlpha, Usage: "alpha (scale alpha/rank)"},
-		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker; repeat the flag"},
+		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker, dropout, rank_dropout, module_dropout; repeat the flag"},
+		&ucli.Float64Flag{Name: "network-dropout", Usage: "dropout of the LoCon rank features in training (0 = off)"},
+		&ucli.StringFlag{Name: "network-weights", Usage: "start from this network file (modules with the same names and shapes)"},
+		&ucli.BoolFlag{Name: "shuffle-caption", Usage: "shuffle the comma-separated tags of each caption (after --keep-tokens)"},
+		&ucli.IntFlag{Name: "keep-tokens", Usage: "leading caption tags kept in place by shuffling and tag dropout"},
+		&ucli.Float64Flag{Name: "caption-dropout-rate", Usage: "train on the empty caption with this probability"},
+		&ucli.IntFlag{Name: "caption-dropout-every-n-epochs", Usage: "drop every caption in epochs N, 2N, …"},
+		&ucli.Float64Flag{Name: "caption-tag-dropout-rate", Usage: "drop each caption tag (after --keep-tokens) with this probability"},
 		&ucli.BoolFlag{Name: "network-train-unet-only", Usage: "no text-encoder modules"},
 		&ucli.BoolFlag{Name: "network-train-text-encoder-only", Usage: "no UNet modules"},
 		&ucli.IntFlag{Name: "train-batch-size", Value: d.BatchSize, Usage: "batch size"},
@@ -122,6 +129,8 @@ func flags() []ucli.Flag {
 		&ucli.BoolFlag{Name: "gradient-checkpointing", Usage: "recompute UNet blocks in backward (less memory)"},
 		&ucli.IntFlag{Name: "save-every-n-epochs", Usage: "save a network every N epochs"},
 		&ucli.IntFlag{Name: "save-every-n-steps", Usage: "save a network every N updates"},
+		&ucli.IntFlag{Name: "save-last-n-epochs", Usage: "keep only the epoch files of the last N saves (kohya's rule)"},
+		&ucli.IntFlag{Name: "save-last-n-steps", Usage: "keep only the step files of the last N steps"},
 		&ucli.BoolFlag{Name: "save-state", Usage: "write the resumable state with every saved network"},
 		&ucli.StringFlag{Name: "resume", Usage: "continue from a state file"},
 		&ucli.StringFlag{Name: "training-comment", Usage: "stored as ss_training_comment"},
@@ -208,12 +217,19 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 				o.Preset = v
 			case "use_tucker":
 				o.Tucker = v == "True" || v == "true" || v == "1"
-			case "dropout", "use_scalar", "rank_dropout", "module_dropout", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
+			case "dropout", "rank_dropout", "module_dropout":
+				p := map[string]*float64{"dropout": &o.NetworkDropout, "rank_dropout": &o.RankDropout, "module_dropout": &o.ModuleDropout}[k]
+				if v == "None" || v == "" {
+					*p = 0
+				} else {
+					*p, err = strconv.ParseFloat(v, 64)
+				}
+			case "use_scalar", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
 				if v != "0" && v != "False" && v != "false" && v != "None" {
 					return o, g, cli.Usagef("--network-args %s=%s is not supported yet", k, v)
 				}
 			default:
-				return o, g, cli.Usagef("--network-args: unknown key %q (conv_dim, conv_alpha, algo, preset, use_tucker)", k)
+				return o, g, cli.Usagef("--network-args: unknown key %q (conv_dim, conv_alpha, algo, preset, use_tucker, dropout, rank_dropout, module_dropout)", k)
 			}
 			if err != nil {
 				return o, g, cli.Usagef("--network-args %s: %v", a, err)
@@ -223,7 +239,9 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 	intFlags := map[string]*int{"train-batch-size": &o.BatchSize, "max-train-epochs": &o.Epochs, "max-train-steps": &o.MaxTrainSteps,
 		"gradient-accumulation-steps": &o.GradAccum, "clip-skip": &o.ClipSkip, "max-token-length": &o.MaxTokenLength,
 		"multires-noise-iterations": &o.MultiresIterations, "min-timestep": &o.MinTimestep, "max-timestep": &o.MaxTimestep,
-		"save-every-n-epochs": &o.SaveEveryNEpochs, "save-every-n-steps": &o.SaveEveryNSteps}
+		"save-every-n-epochs": &o.SaveEveryNEpochs, "save-every-n-steps": &o.SaveEveryNSteps,
+		"save-last-n-epochs": &o.SaveLastNEpochs, "save-last-n-steps": &o.SaveLastNSteps,
+		"keep-tokens": &o.Captions.KeepTokens, "caption-dropout-every-n-epochs": &o.Captions.DropoutEveryNEpochs}
 	for n, p := range intFlags {
 		if set(n) {
 			*p = c.Int(n)
@@ -232,21 +250,23 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 	floatFlags := map[string]*float64{"learning-rate": &o.LearningRate, "unet-lr": &o.UNetLR, "text-encoder-lr": &o.TextEncoderLR,
 		"lr-warmup-steps": &o.LRWarmup, "lr-scheduler-num-cycles": &o.NumCycles, "lr-scheduler-power": &o.Power,
 		"max-grad-norm": &o.MaxGradNorm, "prior-loss-weight": &o.PriorLossWeight, "min-snr-gamma": &o.MinSNRGamma,
-		"noise-offset": &o.Noise.Offset, "adaptive-noise-scale": &o.Noise.Adaptive, "multires-noise-discount": &o.MultiresDiscount}
+		"noise-offset": &o.Noise.Offset, "adaptive-noise-scale": &o.Noise.Adaptive, "multires-noise-discount": &o.MultiresDiscount,
+		"network-dropout": &o.NetworkDropout, "caption-dropout-rate": &o.Captions.DropoutRate, "caption-tag-dropout-rate": &o.Captions.TagDropoutRate}
 	for n, p := range floatFlags {
 		if set(n) {
 			*p = c.Float64(n)
 		}
 	}
 	strFlags := map[string]*string{"lr-scheduler": &o.LRScheduler, "optimizer-type": &o.Optimizer, "mixed-precision": &o.MixedPrecision,
-		"save-precision": &o.SavePrecision, "output-name": &o.OutputName, "training-comment": &o.TrainingComment}
+		"save-precision": &o.SavePrecision, "output-name": &o.OutputName, "training-comment": &o.TrainingComment,
+		"network-weights": &o.NetworkWeights}
 	for n, p := range strFlags {
 		if set(n) {
 			*p = c.String(n)
 		}
 	}
 	boolFlags := map[string]*bool{"noise-offset-random-strength": &o.Noise.RandomStrength, "flip-aug": &o.FlipAug,
-		"gradient-checkpointing": &o.GradientCheckpointing, "save-state": &o.SaveState}
+		"gradient-checkpointing": &o.GradientCheckpointing, "save-state": &o.SaveState, "shuffle-caption": &o.Captions.Shuffle}
 	for n, p := range boolFlags {
 		if set(n) {
 			*p = c.Bool(n)
@@ -417,6 +437,9 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		tr.Clock = func() time.Time { return time.Unix(sec, 0).UTC() }
 	}
 	tr.Log = func(f string, a ...any) { rep.Notef(f, a...) }
+	if tr.Weights != nil {
+		rep.Notef("%s", tr.Weights)
+	}
 	if smp != nil {
 		if err := smp.start(c.String("model"), tr, info.ModelName); err != nil {
 			return err
@@ -444,11 +467,15 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	for _, l := range history {
 		enc.Encode(l)
 	}
-	prog := cli.NewProgress(mode, stderr, "train", plan.TotalSteps-tr.Step)
+	prog := newTrainProgress(mode, stderr, tr.Step, plan.TotalSteps, plan.LoopEpochs)
+	tr.Log = func(f string, a ...any) {
+		prog.clear()
+		rep.Notef(f, a...)
+	}
 	tr.OnUpdate = func(u train.Update) error {
 		l := u.Line()
 		history = append(history, l)
-		prog.Add(1)
+		prog.update(u)
 		if err := enc.Encode(l); err != nil {
 			return err
 		}
@@ -464,7 +491,7 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		smp.round(tr, 0)
 	}
 	err = tr.Run(ctx)
-	prog.Finish()
+	prog.finish()
 	if len(history) > 0 {
 		if perr := train.WritePlot(filepath.Join(logDir, o.OutputName+"-loss.png"), history, o.OutputName); perr != nil {
 			rep.Warnf("plot: %v", perr)
