@@ -409,7 +409,7 @@ func TestAdamWGolden(t *testing.T) {
 func TestExpShift(t *testing.T) {
 	t.Logf("vector exp in use: %v", useVectorExp())
 	r := newRand(18)
-	for _, n := range []int{1, 15, 16, 17, 100, 1000} {
+	for _, n := range []int{1, 15, 16, 17, 77, 100, 1000} {
 		x := randn(r, n)
 		for i := range x {
 			x[i] *= 60

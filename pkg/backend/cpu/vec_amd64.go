@@ -3,6 +3,7 @@
 package cpu
 
 import (
+	"math"
 	"os"
 
 	"golang.org/x/sys/cpu"
@@ -28,16 +29,35 @@ func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
 var useAVX512 = cpu.X86.HasAVX512F && os.Getenv("LOCO_NOASM") != "1"
 
 // expShift sets x[i] = exp(x[i] − shift) and returns Σ x[i].
+//
+// The len(x) mod 16 tail goes through the vector kernel too, padded with
+// −Inf (whose exp is 0) in a 16-float buffer: attention rows of 77 keys
+// would otherwise spend as long in the scalar tail as in the kernel.
 func expShift(x []float32, shift float32) float32 {
-	if !useAVX512 || len(x) < 16 {
+	if !useAVX512 {
 		return expShiftGo(x, shift)
 	}
 	var sums [16]float32
+	var s float32
 	n := len(x) &^ 15
-	expShiftAVX512(x[:n], shift, &sums)
-	s := expShiftGo(x[n:], shift)
-	for _, v := range sums {
-		s += v
+	if n > 0 {
+		expShiftAVX512(x[:n], shift, &sums)
+		for _, v := range sums {
+			s += v
+		}
+	}
+	if t := len(x) - n; t > 0 {
+		var pad [16]float32
+		negInf := float32(math.Inf(-1))
+		for i := range pad {
+			pad[i] = negInf
+		}
+		copy(pad[:], x[n:])
+		expShiftAVX512(pad[:], shift, &sums)
+		copy(x[n:], pad[:t])
+		for _, v := range sums[:t] {
+			s += v
+		}
 	}
 	return s
 }
