@@ -15,6 +15,7 @@ import (
 
 	"loco/internal/cli"
 	"loco/pkg/backend/cpu"
+	"loco/pkg/backend/cuda"
 	"loco/pkg/latentcache"
 	"loco/pkg/latentcache/encode"
 	"loco/pkg/manifest"
@@ -59,6 +60,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		&ucli.BoolFlag{Name: "list", Usage: "print the index as JSON Lines and exit"},
 		&ucli.BoolFlag{Name: "gc", Usage: "drop the entries that no record of the input references (by latent_key) and exit"},
 		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto, always, never"},
+		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto (a CUDA GPU when one is found, else the CPU), cuda or cpu; the VAE runs in float32 on either"},
 	}
 	app := &ucli.App{
 		Name:        "loco-encode",
@@ -217,7 +219,10 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 		return fmt.Errorf("no records in %s (expected JSON Lines from loco-bucket)", name)
 	}
 	// The VAE is loaded and checked before any image is read.
-	e := tensor.NewEngine(cpu.New())
+	e, err := newEngine(c.String("device"), rep)
+	if err != nil {
+		return err
+	}
 	model, err := encode.LoadVAE(c.String("vae"), e)
 	if err != nil {
 		return err
@@ -394,4 +399,26 @@ func displayName(n string) string {
 		return "stdin"
 	}
 	return n
+}
+
+// newEngine picks the backend. The VAE computes in float32 on a GPU too
+// (SD 1.x's VAE is known to overflow in fp16 at large sizes), so the cache
+// keys, which include the encoder dtype, are the same on either device.
+func newEngine(device string, rep *cli.Reporter) (*tensor.Engine, error) {
+	switch device {
+	case "cpu":
+		return tensor.NewEngine(cpu.New()), nil
+	case "cuda", "auto":
+	default:
+		return nil, cli.Usagef("--device %q: want auto, cuda or cpu", device)
+	}
+	be, err := cuda.New(0)
+	if err != nil {
+		if device == "cuda" {
+			return nil, err
+		}
+		return tensor.NewEngine(cpu.New()), nil
+	}
+	rep.Notef("encoding on %s", be.Describe())
+	return tensor.NewEngine(be), nil
 }

@@ -57,5 +57,5 @@ var expectedKernels = map[string][]string{
 	"norm": {"groupnorm_%s", "groupnorm_bwd_dx_%s", "groupnorm_bwd_param_%s", "layernorm_%s",
 		"layernorm_bwd_dx_%s", "layernorm_bwd_param_%s", "softmax_%s", "softmax_bwd_%s"},
 	"conv":      {"im2col_%s", "col2im_%s"},
-	"attention": {"attn_fwd_%s", "attn_delta_%s", "attn_bwd_dq_%s", "attn_bwd_dkdv_%s"},
+	"attention": {"attn_fwd_%s", "attn_delta_%s", "attn_bwd_dq_%s", "attn_bwd_dkdv_%s", "attn_row_lse_f32"},
 }

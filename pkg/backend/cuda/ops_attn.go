@@ -12,8 +12,8 @@ const (
 )
 
 func checkAttn(op string, p tensor.AttnParams, q, k, v *buffer) {
-	if p.D <= 0 || p.D > attMaxD {
-		tensor.Errorf(op, "head dim %d outside 1..%d", p.D, attMaxD)
+	if p.D <= 0 {
+		tensor.Errorf(op, "head dim %d", p.D)
 	}
 	if p.Causal && p.Tq != p.Tk {
 		tensor.Errorf(op, "causal attention needs Tq == Tk, got %d and %d", p.Tq, p.Tk)
@@ -34,6 +34,10 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 		return
 	}
 	if b.flashForward(op, ob, lb, qb, kb, vb, p) { // tensor cores: F16/BF16, D%8 == 0, D <= 160
+		return
+	}
+	if p.D > attMaxD {
+		b.attentionGEMM(op, ob, lb, qb, kb, vb, p)
 		return
 	}
 	D := p.D
@@ -57,6 +61,9 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	if b.flashBackward(op, dqb, dkb, dvb, dob, qb, kb, vb, ob, lb, p) {
 		return
 	}
+	if p.D > attMaxD {
+		tensor.Errorf(op, "head dim %d: the backward pass supports at most %d (only the forward has a GEMM path)", p.D, attMaxD)
+	}
 	D, s := p.D, sfx(qb.dt)
 	rows := p.B * p.Tq * p.H
 	delta := b.scratch(op, 4*rows)
@@ -75,4 +82,45 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 			int32(D), p.Scale, p.Causal)
 	}
 	b.unscratch(delta)
+}
+
+// attentionGEMM is the forward for head dims above attMaxD (the SD VAE's
+// single 512-wide head), inference only: per head, S = scale·Q·Kᵀ in F32
+// through cuBLAS, lse and softmax of S's rows, then O = P·V. It
+// materialises B·Tq·Tk scores per head (64 MiB for 4096² at batch 1).
+func (b *Backend) attentionGEMM(op string, ob, lb, qb, kb, vb *buffer, p tensor.AttnParams) {
+	if p.Causal {
+		tensor.Errorf(op, "causal attention with head dim %d > %d is not supported", p.D, attMaxD)
+	}
+	HD := p.H * p.D
+	rows, cols := p.B*p.Tq, p.Tk
+	sp := b.scratch(op, 4*rows*cols)
+	defer b.unscratch(sp)
+	s := &buffer{ptr: sp, dt: tensor.F32, n: rows * cols}
+	var pt *buffer // P in the storage dtype, when that is not F32
+	if qb.dt != tensor.F32 {
+		pp := b.scratch(op, qb.dt.Size()*rows*cols)
+		defer b.unscratch(pp)
+		pt = &buffer{ptr: pp, dt: qb.dt, n: rows * cols}
+	}
+	block := min(256, max(32, (cols+31)/32*32))
+	for h := 0; h < p.H; h++ {
+		off := h * p.D
+		qh := b.View(qb, off, qb.n-off).(*buffer)
+		kh := b.View(kb, off, kb.n-off).(*buffer)
+		vh := b.View(vb, off, vb.n-off).(*buffer)
+		b.gemm(op, s.ptr, tensor.F32, s.n, qh, kh, tensor.GemmParams{TransB: true, M: p.Tq, N: p.Tk, K: p.D,
+			LDA: HD, LDB: HD, LDC: p.Tk, Batch: p.B, StrideA: p.Tq * HD, StrideB: p.Tk * HD, StrideC: p.Tq * p.Tk,
+			Alpha: p.Scale})
+		b.launch(op, "attention", "attn_row_lse_f32", launchCfg{grid: [3]int{rows, 1, 1}, block: [3]int{block, 1, 1}},
+			lb, s, cols, p.Tq, p.H, h)
+		b.launch(op, "norm", "softmax_f32", launchCfg{grid: [3]int{rows, 1, 1}, block: [3]int{block, 1, 1}}, s, s, cols)
+		pm := s
+		if pt != nil {
+			b.Copy(pt, s)
+			pm = pt
+		}
+		b.gemm(op, ob.ptr+uintptr(off*ob.dt.Size()), ob.dt, ob.n-off, pm, vh, tensor.GemmParams{M: p.Tq, N: p.D, K: p.Tk,
+			LDA: p.Tk, LDB: HD, LDC: HD, Batch: p.B, StrideA: p.Tq * p.Tk, StrideB: p.Tk * HD, StrideC: p.Tq * HD, Alpha: 1})
+	}
 }

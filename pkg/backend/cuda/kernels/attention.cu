@@ -356,3 +356,32 @@ __device__ void attn_bwd_dkdv_k(T* dk, T* dv, const T* q, const T* k, const T* v
         attn_bwd_dkdv_k<T>(dk, dv, q, k, v, dout, lse, delta, H, Tq, Tk, D, scale, causal);                      \
     }
 FOR_EACH_DTYPE(K_ATT_DKDV)
+
+// Log-sum-exp of each row of the F32 scores s[rows, cols] (already scaled),
+// for the GEMM-softmax-GEMM path of head dims above 256. Row r = b·Tq + i
+// of head h is written to lse[(b·H + h)·Tq + i]. One block per row.
+extern "C" __global__ void attn_row_lse_f32(float* lse, const float* s, long long cols, long long Tq, long long H,
+                                            long long h) {
+    __shared__ float sh[32];
+    const long long r = blockIdx.x, base = r * cols;
+    float m = -INFINITY;
+    for (long long c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, s[base + c]);
+    m = warp_max(m);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float t = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : -INFINITY;
+        t = warp_max(t);
+        if (threadIdx.x == 0) sh[0] = t;
+    }
+    __syncthreads();
+    m = sh[0];
+    float sum = 0.f;
+    for (long long c = threadIdx.x; c < cols; c += blockDim.x) sum += expf(s[base + c] - m);
+    sum = block_sum(sum, sh);
+    if (threadIdx.x == 0) {
+        const long long b = r / Tq, i = r - b * Tq;
+        lse[(b * H + h) * Tq + i] = m + logf(sum);
+    }
+}
