@@ -26,7 +26,7 @@ import (
 // attention levels from the blocks present, context_dim from attn2.to_k,
 // transformer_depth from the first transformer. The head count cannot be
 // seen in the shapes; SD 1.x uses 8.
-func UNetConfigFromFile(f *safetensors.File) (unet.Config, error) {
+func UNetConfigFromFile(f TensorIndex) (unet.Config, error) {
 	p := sd.UNetPrefix
 	shape := func(k string) []int {
 		i, ok := f.Info(p + k)
@@ -102,7 +102,7 @@ func UNetConfigFromFile(f *safetensors.File) (unet.Config, error) {
 
 // CLIPConfigFromFile infers the text encoder's size from the shapes; the
 // head count is width/64 (12 for SD 1.x), at least 1.
-func CLIPConfigFromFile(f *safetensors.File) (clip.Config, error) {
+func CLIPConfigFromFile(f TensorIndex) (clip.Config, error) {
 	p := sd.TEPrefix
 	cfg := clip.DefaultConfig()
 	i, ok := f.Info(p + "embeddings.token_embedding.weight")
@@ -128,29 +128,38 @@ func CLIPConfigFromFile(f *safetensors.File) (clip.Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// LoadModels opens an SD 1.x single-file checkpoint and builds the frozen
-// UNet and text encoder on e (weights in dtype dt). It also returns the
-// run identity (file name, both A1111 hashes) and the VAE hash, which the
-// latent cache's entries must match.
+// TensorIndex answers a tensor's dtype and shape by single-file key: a
+// *safetensors.File or an *sd.Model (single file or diffusers folder).
+type TensorIndex interface {
+	Info(key string) (safetensors.TensorInfo, bool)
+	Names() []string
+}
+
+// LoadModels opens an SD 1.x model — a single-file checkpoint or a
+// diffusers folder — and builds the frozen UNet and text encoder on e
+// (weights in dtype dt). It also returns the run identity (file name, both
+// A1111 hashes) and the VAE hash, which the latent cache's entries must
+// match (single files only: a diffusers folder's VAE is not hashed, so the
+// cache check is skipped with a warning).
 func LoadModels(path string, e *tensor.Engine, dt tensor.DType, tok *tokenizer.Tokenizer) (Models, RunInfo, string, error) {
 	var info RunInfo
-	ck, err := sd.OpenCheckpoint(path)
+	m, err := sd.Open(path)
 	if err != nil {
 		return Models{}, info, "", err
 	}
-	defer ck.Close()
-	ucfg, err := UNetConfigFromFile(ck.F)
+	defer m.Close()
+	ucfg, err := UNetConfigFromFile(m)
 	if err != nil {
 		return Models{}, info, "", fmt.Errorf("%s: %v", path, err)
 	}
-	ccfg, err := CLIPConfigFromFile(ck.F)
+	ccfg, err := CLIPConfigFromFile(m)
 	if err != nil {
 		return Models{}, info, "", fmt.Errorf("%s: %v", path, err)
 	}
 	if ccfg.Width != ucfg.ContextDim {
 		return Models{}, info, "", fmt.Errorf("%s: text encoder width %d does not match the UNet's context_dim %d", path, ccfg.Width, ucfg.ContextDim)
 	}
-	src := ck.Source(e, dt)
+	src := m.Source(e, dt)
 	ub := nn.NewBuilder(sd.UNetPrefix, src)
 	u, err := unet.New(ub, ucfg)
 	if err != nil {
@@ -161,15 +170,17 @@ func LoadModels(path string, e *tensor.Engine, dt tensor.DType, tok *tokenizer.T
 	if err := tb.Err(); err != nil {
 		return Models{}, info, "", fmt.Errorf("%s: text encoder: %v", path, err)
 	}
+	info.ModelName = filepath.Base(path)
 	var vaeHash string
-	if _, ok := ck.F.Info("first_stage_model.encoder.conv_in.weight"); ok {
-		if vaeHash, err = encode.HashVAE(ck.F); err != nil {
+	if ck := m.Checkpoint; ck != nil {
+		if _, ok := ck.F.Info("first_stage_model.encoder.conv_in.weight"); ok {
+			if vaeHash, err = encode.HashVAE(ck.F); err != nil {
+				return Models{}, info, "", err
+			}
+		}
+		if info.ModelHash, info.NewModelHash, err = modelHashes(path); err != nil {
 			return Models{}, info, "", err
 		}
-	}
-	info.ModelName = filepath.Base(path)
-	if info.ModelHash, info.NewModelHash, err = modelHashes(path); err != nil {
-		return Models{}, info, "", err
 	}
 	return Models{E: e, UNet: u, TE: te, Tok: tok}, info, vaeHash, nil
 }
