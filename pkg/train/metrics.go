@@ -99,7 +99,7 @@ func PlotPNG(w io.Writer, lines []MetricsLine, title string) error {
 		if hi == lo {
 			hi = lo + 1
 		}
-		drawText(img, x0+4, y0+12, fmt.Sprintf("%s  (%.3g … %.3g)", label, lo, hi), color.Black)
+		drawText(img, x0+4, y0+12, fmt.Sprintf("%s  (%.3g to %.3g)", label, lo, hi), color.Black)
 		n := len(lines)
 		for _, s := range ss {
 			px, py := -1, -1
@@ -143,7 +143,7 @@ func PlotPNG(w io.Writer, lines []MetricsLine, title string) error {
 	}
 	panel(2*pad+panelH, label, lrS)
 	if n := len(lines); n > 0 {
-		drawText(img, pad, H-12, fmt.Sprintf("steps %d … %d", lines[0].Step, lines[n-1].Step), color.Black)
+		drawText(img, pad, H-12, fmt.Sprintf("steps %d to %d", lines[0].Step, lines[n-1].Step), color.Black)
 	}
 	return png.Encode(w, img)
 }
