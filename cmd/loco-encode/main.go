@@ -183,6 +183,9 @@ func gc(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter, stdin io.R
 	if err != nil {
 		return err
 	}
+	if err := cache.Lock(); err != nil {
+		return err
+	}
 	keep := map[string]bool{}
 	for _, r := range recs {
 		var k string
@@ -217,6 +220,9 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	}
 	if len(recs) == 0 {
 		return fmt.Errorf("no records in %s (expected JSON Lines from loco-bucket)", name)
+	}
+	if err := cache.Lock(); err != nil {
+		return err
 	}
 	// The VAE is loaded and checked before any image is read.
 	e, err := newEngine(c.String("device"), rep)

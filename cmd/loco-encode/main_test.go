@@ -59,6 +59,10 @@ func fail(err error) {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(reexecEnv) == "1" {
+		// Run as loco-encode itself (TestKillAndRerun starts and kills it).
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	testscript.Main(m, map[string]func(){
 		"loco-encode": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 		// mkimage PATH W H [SEED] writes a test picture, encoded by the

@@ -17,17 +17,18 @@ import (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Cache is an open cache folder. Reads (Get, Has, Keys, Verify) may run
-// from several goroutines; writes (Put, Flush, AddVAE, GC) from one.
+// from several goroutines; writes (Put, Flush, AddVAE, GC) from one, in
+// one process at a time: a writer calls Lock first.
 type Cache struct {
 	dir string
 	ix  *Index
 
-	mu     sync.Mutex
-	files  map[string]*os.File
-	dec    *zstd.Decoder
-	enc    *zstd.Encoder
-	cur    *shardWriter
-	frames int // pending entries in cur
+	mu    sync.Mutex
+	files map[string]*os.File
+	dec   *zstd.Decoder
+	enc   *zstd.Encoder
+	cur   *shardWriter
+	lock  *os.File // held by Lock
 }
 
 type shardWriter struct {
@@ -202,6 +203,7 @@ func (c *Cache) Close() error {
 	}
 	c.files = map[string]*os.File{}
 	c.dec.Close()
+	c.unlock()
 	return nil
 }
 

@@ -296,3 +296,35 @@ func TestKeySensitivity(t *testing.T) {
 		seen[k] = name
 	}
 }
+
+// One writer at a time; the next writer removes a killed writer's
+// temporary files and keeps everything indexed.
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	writeCache(t, dir, 3, false)
+	// A killed writer: a half-written shard and index under temporary names.
+	for _, n := range []string{".shard-000003.zst.tmp-123", ".index.json.tmp-456"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := Open(dir)
+	if err := a.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, ".*")); len(tmp) != 0 {
+		t.Fatalf("temporary files not removed by Lock: %v", tmp)
+	}
+	b, _ := Open(dir)
+	if err := b.Lock(); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second writer: %v, want a lock error", err)
+	}
+	if b.Len() != 3 || len(b.Verify()) != 0 {
+		t.Fatalf("reader beside a writer: %d entries, %v", b.Len(), b.Verify())
+	}
+	a.Close()
+	if err := b.Lock(); err != nil {
+		t.Fatalf("lock after the first writer closed: %v", err)
+	}
+	b.Close()
+}

@@ -8,6 +8,7 @@
 //	                    plus the VAEs the entries came from (hash, file, dtype)
 //	shard-NNNNNN.zst    a sequence of independently compressed zstd frames,
 //	                    each holding one msgpack Entry
+//	writer.lock         flock(2)-ed by the one writer (Cache.Lock)
 //
 // Invariants:
 //   - Entries are content-addressed: Key hashes the image bytes' sha256, the
@@ -17,7 +18,8 @@
 //   - Shards are append-only and immutable: a shard is written under a
 //     temporary name, synced and renamed when complete, and only then is the
 //     index (rewritten whole, temporary name + rename) pointing into it. A
-//     killed writer leaves at most an unreferenced temporary file.
+//     killed writer leaves at most an unreferenced temporary file, which the
+//     next writer removes when it takes the lock.
 //   - Every read checks the frame's crc32c against the index, decompresses
 //     (zstd's own content checksum is on), decodes the record and checks its
 //     key and shape against the index: a damaged shard gives an error naming
