@@ -29,11 +29,26 @@ type Cache struct {
 	enc   *zstd.Encoder
 	cur   *shardWriter
 	lock  *os.File // held by Lock
+
+	// create makes every file the cache writes (shards, index) under a
+	// temporary name; tests replace it to simulate a full disk.
+	create func(dir, pattern string) (writeFile, error)
 }
+
+// writeFile is what the cache writes through: an *os.File, or in tests a
+// file that runs out of space.
+type writeFile interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+	Name() string
+}
+
+func createTemp(dir, pattern string) (writeFile, error) { return os.CreateTemp(dir, pattern) }
 
 type shardWriter struct {
 	name    string // final name
-	f       *os.File
+	f       writeFile
 	off     int64
 	pending map[string]IndexEntry
 }
@@ -56,7 +71,7 @@ func Open(dir string) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{dir: dir, ix: ix, files: map[string]*os.File{}, dec: dec, enc: enc}, nil
+	return &Cache{dir: dir, ix: ix, files: map[string]*os.File{}, dec: dec, enc: enc, create: createTemp}, nil
 }
 
 // Dir is the cache folder.
@@ -104,7 +119,10 @@ func (c *Cache) Put(e *Entry, vae string) error {
 	}
 	frame := c.enc.EncodeAll(raw, nil)
 	if _, err := c.cur.f.Write(frame); err != nil {
-		return fmt.Errorf("latentcache: writing %s: %v", c.cur.f.Name(), err)
+		// The shard may now end in part of a frame: drop it whole.
+		name, n := c.cur.name, len(c.cur.pending)
+		c.Abort()
+		return fmt.Errorf("latentcache: writing shard %s (entry %s): %v; the %d entries written since the last flush are dropped, the index is unchanged", filepath.Join(c.dir, name), e.Key, err, n)
 	}
 	c.cur.pending[e.Key] = IndexEntry{
 		Shard: c.cur.name, Offset: c.cur.off, Length: int64(len(frame)),
@@ -132,7 +150,7 @@ func (c *Cache) startShard() error {
 			break
 		}
 	}
-	f, err := os.CreateTemp(c.dir, "."+name+".tmp-*")
+	f, err := c.create(c.dir, "."+name+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("latentcache: %v", err)
 	}
@@ -145,7 +163,7 @@ func (c *Cache) startShard() error {
 // index on disk is the previous one and the pending entries are dropped.
 func (c *Cache) Flush() error {
 	if c.cur == nil {
-		return writeIndex(c.dir, c.ix)
+		return c.writeIndex(c.ix)
 	}
 	s := c.cur
 	c.cur = nil
@@ -169,15 +187,17 @@ func (c *Cache) Flush() error {
 		}
 		c.ix.Entries[k] = v
 	}
+	prevShards := append([]string(nil), c.ix.Shards...)
 	c.ix.Shards = append(c.ix.Shards, s.name)
-	if err := writeIndex(c.dir, c.ix); err != nil {
+	if err := c.writeIndex(c.ix); err != nil {
+		// The index on disk is the previous one: so is the one in memory.
 		for k := range s.pending {
 			delete(c.ix.Entries, k)
 		}
 		for k, v := range old {
 			c.ix.Entries[k] = v
 		}
-		c.ix.Shards = c.ix.Shards[:len(c.ix.Shards)-1]
+		c.ix.Shards = prevShards
 		os.Remove(filepath.Join(c.dir, s.name))
 		return err
 	}
@@ -425,7 +445,7 @@ func (c *Cache) GC(keep map[string]bool) (int, error) {
 		if _, err := newShard.f.Write(frame); err != nil {
 			newShard.f.Close()
 			os.Remove(newShard.f.Name())
-			return 0, err
+			return 0, fmt.Errorf("latentcache: gc: writing shard %s: %v; the cache is unchanged", filepath.Join(c.dir, newShard.name), err)
 		}
 		ie.Shard, ie.Offset = newShard.name, newShard.off
 		newShard.off += ie.Length
@@ -451,11 +471,14 @@ func (c *Cache) GC(keep map[string]bool) (int, error) {
 		}
 		if err != nil {
 			os.Remove(tmp)
-			return 0, err
+			return 0, fmt.Errorf("latentcache: gc: writing shard %s: %v; the cache is unchanged", filepath.Join(c.dir, newShard.name), err)
 		}
 		newIx.Shards = append(newIx.Shards, newShard.name)
 	}
-	if err := writeIndex(c.dir, newIx); err != nil {
+	if err := c.writeIndex(newIx); err != nil {
+		if newShard != nil {
+			os.Remove(filepath.Join(c.dir, newShard.name))
+		}
 		return 0, err
 	}
 	old := c.ix

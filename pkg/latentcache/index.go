@@ -70,18 +70,19 @@ func readIndex(dir string) (*Index, error) {
 
 // writeIndex rewrites the index atomically: temporary file, sync, rename,
 // sync of the folder. On any error the previous index is intact.
-func writeIndex(dir string, ix *Index) error {
+func (c *Cache) writeIndex(ix *Index) error {
 	sort.Strings(ix.Shards)
 	b, err := json.MarshalIndent(ix, "", " ")
 	if err != nil {
 		return err
 	}
 	b = append(b, '\n')
-	return writeAtomic(dir, IndexName, b)
+	return c.writeAtomic(IndexName, b)
 }
 
-func writeAtomic(dir, name string, b []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+func (c *Cache) writeAtomic(name string, b []byte) error {
+	dir := c.dir
+	f, err := c.create(dir, "."+name+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("latentcache: %v", err)
 	}
