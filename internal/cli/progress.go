@@ -37,6 +37,10 @@ type Progress struct {
 	mu   sync.Mutex
 	done int
 	last time.Time
+
+	unit  string // set by Rate: also show unit/s and the ETA
+	start time.Time
+	now   func() time.Time
 }
 
 // NewProgress returns a Progress for mode, or nil when progress is off
@@ -50,7 +54,40 @@ func NewProgress(mode ProgressMode, w io.Writer, label string, total int) *Progr
 			return nil
 		}
 	}
-	return &Progress{w: w, label: label, total: total}
+	return &Progress{w: w, label: label, total: total, now: time.Now}
+}
+
+// Rate makes p also show the rate since this call, in unit per second, and
+// the time left at that rate, e.g. "encode: 12/48 3.10 images/s ETA 00:12".
+// It returns p (nil stays nil).
+func (p *Progress) Rate(unit string) *Progress {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	p.unit, p.start = unit, p.now()
+	p.mu.Unlock()
+	return p
+}
+
+// line is the text of the progress line (without the carriage return).
+func (p *Progress) line() string {
+	s := fmt.Sprintf("%s: %d/%d", p.label, p.done, p.total)
+	if p.unit == "" {
+		return s
+	}
+	el := p.now().Sub(p.start).Seconds()
+	if p.done == 0 || el <= 0 {
+		return s + fmt.Sprintf(" ? %s/s ETA ?\x1b[K", p.unit)
+	}
+	rate := float64(p.done) / el
+	left := time.Duration(float64(max(0, p.total-p.done)) / rate * float64(time.Second)).Round(time.Second)
+	sec := int(left.Seconds())
+	eta := fmt.Sprintf("%02d:%02d", sec/60, sec%60)
+	if sec >= 3600 {
+		eta = fmt.Sprintf("%d:%02d:%02d", sec/3600, sec/60%60, sec%60)
+	}
+	return s + fmt.Sprintf(" %.2f %s/s ETA %s\x1b[K", rate, p.unit, eta)
 }
 
 // SetTotal sets the number of items expected.
@@ -73,7 +110,7 @@ func (p *Progress) Add(n int) {
 	p.done += n
 	if now := time.Now(); now.Sub(p.last) >= 200*time.Millisecond || p.done == p.total {
 		p.last = now
-		fmt.Fprintf(p.w, "\r%s: %d/%d", p.label, p.done, p.total)
+		fmt.Fprintf(p.w, "\r%s", p.line())
 	}
 }
 
@@ -84,5 +121,5 @@ func (p *Progress) Finish() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "\r%s: %d/%d\n", p.label, p.done, p.total)
+	fmt.Fprintf(p.w, "\r%s\n", p.line())
 }
