@@ -34,6 +34,8 @@ folder -o. The records go to stdout with the field "latent_key" added.
 Entries are content-addressed (image bytes, bucket, crop, resize, VAE
 weights): a rerun encodes only what is not cached yet, and a changed image
 or VAE is encoded anew. Captions and repeats are not part of the cache.
+A rerun checks the checksum of every entry it would reuse and encodes a
+damaged one again. One loco-encode writes a cache at a time (a lock file).
 
 Examples:
    loco-scan img --reg reg | loco-bucket -r 512 | loco-encode --vae sd15.safetensors -o cache > train.jsonl
@@ -260,6 +262,7 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	todo := map[string]*pending{}
 	var order []*pending
 	reusedKeys := map[string]bool{}
+	damaged := 0
 	for i, r := range recs {
 		b, err := os.ReadFile(r.Path)
 		if err != nil {
@@ -276,7 +279,8 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 		switch p, ok := todo[job.Key]; {
 		case ok:
 			p.recs = append(p.recs, i)
-		case cache.Has(job.Key):
+		case reusedKeys[job.Key]:
+		case cache.Has(job.Key) && checkReused(cache, job.Key, rep, &damaged):
 			reusedKeys[job.Key] = true
 		default:
 			p := &pending{job: job, recs: []int{i}}
@@ -290,7 +294,7 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 		return a.W*a.H < b.W*b.H || a.W*a.H == b.W*b.H && a.W < b.W
 	})
 	reused := len(reusedKeys)
-	prog := cli.NewProgress(mode, stderr, "encode", len(order))
+	prog := cli.NewProgress(mode, stderr, "loco-encode: encoding", len(order)).Rate("images")
 	encoded := 0
 	start := time.Now()
 	bs, flushEvery := c.Int("batch-size"), c.Int("flush-every")
@@ -382,22 +386,43 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	st := cache.Stats()
-	per := 0.0
-	if st.Entries > 0 {
-		per = float64(st.ShardBytes) / float64(st.Entries)
-	}
 	if encoded == 0 && reused > 0 {
 		rep.Notef("nothing to encode: all %d distinct image(s) already cached", reused)
 	}
-	el := time.Since(start).Seconds()
-	rate := 0.0
-	if el > 0 {
-		rate = float64(encoded) / el
-	}
-	rep.Notef("%d records: encoded %d, reused %d, skipped bad %d; %.1f images/s; cache %s: %d entries, %.0f bytes per entry",
-		len(recs), encoded, reused, bad, rate, cache.Dir(), st.Entries, per)
+	rep.Notef("%s", summary(cache, len(recs), encoded, reused, bad, damaged, order, time.Since(start)))
 	return nil
+}
+
+// checkReused checks the frame of a cached entry a run would reuse (its
+// crc32c, without decoding it). A damaged entry is reported, counted, and
+// encoded again (false).
+func checkReused(cache *latentcache.Cache, key string, rep *cli.Reporter, damaged *int) bool {
+	if err := cache.CheckFrame(key); err != nil {
+		rep.Warnf("%v; encoding it again", err)
+		*damaged++
+		return false
+	}
+	return true
+}
+
+// summary is the last line of a run: the counts, the speed, and the bytes
+// per image written by this run and held by the whole cache.
+func summary(cache *latentcache.Cache, records, encoded, reused, bad, damaged int, order []*pending, el time.Duration) string {
+	s := fmt.Sprintf("%d records: encoded %d, reused %d, skipped bad %d, replaced damaged %d", records, encoded, reused, bad, damaged)
+	if encoded > 0 {
+		var written int64
+		for _, p := range order {
+			if ie, ok := cache.Index().Entries[p.job.Key]; ok {
+				written += ie.Length
+			}
+		}
+		s += fmt.Sprintf("; %.2f images/s; wrote %d bytes, %.0f bytes per image", float64(encoded)/el.Seconds(), written, float64(written)/float64(encoded))
+	}
+	st := cache.Stats()
+	if st.Entries > 0 {
+		s += fmt.Sprintf("; cache %s: %d entries, %.0f bytes per entry", cache.Dir(), st.Entries, float64(st.ShardBytes)/float64(st.Entries))
+	}
+	return s
 }
 
 func displayName(n string) string {

@@ -356,8 +356,8 @@ func lastLine(s string) string {
 
 var summaryRE = regexp.MustCompile(`encoded (\d+), reused (\d+), skipped bad (\d+)`)
 
-// summary parses the counts of loco-encode's last line.
-func summary(t *testing.T, stderr string) (encoded, reused, bad int) {
+// parseSummary parses the counts of loco-encode's last line.
+func parseSummary(t *testing.T, stderr string) (encoded, reused, bad int) {
 	t.Helper()
 	m := summaryRE.FindStringSubmatch(stderr)
 	if m == nil {

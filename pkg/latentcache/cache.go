@@ -188,7 +188,21 @@ func (c *Cache) Flush() error {
 		c.ix.Entries[k] = v
 	}
 	prevShards := append([]string(nil), c.ix.Shards...)
-	c.ix.Shards = append(c.ix.Shards, s.name)
+	// Shards whose every entry was replaced (re-encoded after damage) leave
+	// the index; their files are removed once the new index is in place.
+	used := map[string]bool{s.name: true}
+	for _, ie := range c.ix.Entries {
+		used[ie.Shard] = true
+	}
+	var shards, unused []string
+	for _, n := range c.ix.Shards {
+		if used[n] {
+			shards = append(shards, n)
+		} else {
+			unused = append(unused, n)
+		}
+	}
+	c.ix.Shards = append(shards, s.name)
 	if err := c.writeIndex(c.ix); err != nil {
 		// The index on disk is the previous one: so is the one in memory.
 		for k := range s.pending {
@@ -201,6 +215,15 @@ func (c *Cache) Flush() error {
 		os.Remove(filepath.Join(c.dir, s.name))
 		return err
 	}
+	c.mu.Lock()
+	for _, n := range unused {
+		if f, ok := c.files[n]; ok {
+			f.Close()
+			delete(c.files, n)
+		}
+		os.Remove(filepath.Join(c.dir, n))
+	}
+	c.mu.Unlock()
 	return nil
 }
 
@@ -254,20 +277,9 @@ func (c *Cache) Get(key string) (*Entry, error) {
 	fail := func(format string, args ...any) (*Entry, error) {
 		return nil, &EntryError{Shard: path, Key: key, Err: fmt.Errorf(format, args...)}
 	}
-	f, err := c.shardFile(ie.Shard)
+	frame, err := c.frame(key, ie)
 	if err != nil {
-		return fail("%v", err)
-	}
-	frame := make([]byte, ie.Length)
-	n, err := f.ReadAt(frame, ie.Offset)
-	if n < len(frame) {
-		if err == io.EOF || err == nil {
-			return fail("truncated: frame at offset %d needs %d bytes, shard ends after %d", ie.Offset, ie.Length, n)
-		}
-		return fail("%v", err)
-	}
-	if sum := crc32.Checksum(frame, castagnoli); sum != ie.CRC32C {
-		return fail("checksum mismatch (crc32c %08x, index says %08x): the shard is damaged", sum, ie.CRC32C)
+		return nil, err
 	}
 	raw, err := c.dec.DecodeAll(frame, nil)
 	if err != nil {
@@ -290,6 +302,51 @@ func (c *Cache) Get(key string) (*Entry, error) {
 		return fail("record flip %t, index says %t", e.HasFlip(), ie.Flip)
 	}
 	return &e, nil
+}
+
+// CheckFrame is the cheap check of an indexed entry: its frame is read
+// and its crc32c compared with the index, without decompressing or
+// decoding it (Get does all of that). loco-encode runs it on every entry a
+// rerun would reuse, so a damaged entry is encoded again instead of being
+// counted as cached. A key pending in the shard being written is not
+// checked (nil).
+func (c *Cache) CheckFrame(key string) error {
+	ie, ok := c.ix.Entries[key]
+	if !ok {
+		if c.cur != nil {
+			if _, ok := c.cur.pending[key]; ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("latentcache: %s: entry %s: %w", c.dir, key, ErrNotFound)
+	}
+	_, err := c.frame(key, ie)
+	return err
+}
+
+// frame reads the compressed frame of an indexed entry and checks its
+// length and crc32c.
+func (c *Cache) frame(key string, ie IndexEntry) ([]byte, error) {
+	path := filepath.Join(c.dir, ie.Shard)
+	fail := func(format string, args ...any) ([]byte, error) {
+		return nil, &EntryError{Shard: path, Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	f, err := c.shardFile(ie.Shard)
+	if err != nil {
+		return fail("%v", err)
+	}
+	frame := make([]byte, ie.Length)
+	n, err := f.ReadAt(frame, ie.Offset)
+	if n < len(frame) {
+		if err == io.EOF || err == nil {
+			return fail("truncated: frame at offset %d needs %d bytes, shard ends after %d", ie.Offset, ie.Length, n)
+		}
+		return fail("%v", err)
+	}
+	if sum := crc32.Checksum(frame, castagnoli); sum != ie.CRC32C {
+		return fail("checksum mismatch (crc32c %08x, index says %08x): the shard is damaged", sum, ie.CRC32C)
+	}
+	return frame, nil
 }
 
 func (c *Cache) shardFile(name string) (*os.File, error) {

@@ -328,3 +328,67 @@ func TestLock(t *testing.T) {
 	}
 	b.Close()
 }
+
+// A damaged entry is found by CheckFrame and replaced by putting it again;
+// a shard all of whose entries were replaced leaves the index and the disk.
+func TestReplaceDamaged(t *testing.T) {
+	dir := t.TempDir()
+	es, vs := writeCache(t, dir, 4, false) // shard 1: entries 0–2, shard 2: entry 3
+	c, _ := Open(dir)
+	defer c.Close()
+	for _, e := range es {
+		if err := c.CheckFrame(e.Key); err != nil {
+			t.Fatalf("sound entry: %v", err)
+		}
+	}
+	if err := c.CheckFrame("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("CheckFrame(nope): %v", err)
+	}
+	ie1, ie3 := c.Index().Entries[es[1].Key], c.Index().Entries[es[3].Key]
+	if ie1.Shard == ie3.Shard {
+		t.Fatalf("entries 1 and 3 in the same shard %s", ie1.Shard)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, ie1.Shard))
+	b[ie1.Offset+ie1.Length/2] ^= 1
+	os.WriteFile(filepath.Join(dir, ie1.Shard), b, 0o644)
+	os.Truncate(filepath.Join(dir, ie3.Shard), ie3.Length-1)
+	for _, i := range []int{1, 3} {
+		var ee *EntryError
+		if err := c.CheckFrame(es[i].Key); !errors.As(err, &ee) || ee.Key != es[i].Key {
+			t.Fatalf("damaged entry %d: CheckFrame says %v", i, err)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		if err := c.CheckFrame(es[i].Key); err != nil {
+			t.Fatalf("entry %d beside the damaged one: %v", i, err)
+		}
+	}
+	if err := c.Put(es[1], "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(es[3], "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := Open(dir)
+	defer r.Close()
+	if errs := r.Verify(); r.Len() != 4 || len(errs) != 0 {
+		t.Fatalf("after replacing: %d entries, %v", r.Len(), errs)
+	}
+	if shards := r.Index().Shards; len(shards) != 2 || shards[0] != ie1.Shard {
+		t.Fatalf("shards %v: want %s (still holding entries 0 and 2) and the new one", shards, ie1.Shard)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ie3.Shard)); !os.IsNotExist(err) {
+		t.Fatalf("shard %s, no longer referenced, still on disk (%v)", ie3.Shard, err)
+	}
+	for i, e := range es {
+		got, err := r.Get(e.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _, _ := got.Latent(false)
+		closeF16(t, "mean", m, vs[i][0])
+	}
+}
