@@ -583,9 +583,10 @@ func tinyBase(t *testing.T) *baseModel {
 
 // TestConsumerChecklistTiny trains the scaled-down recipe in each save
 // precision and runs checks 1–9 on the written file, then 11 (two-branch
-// forward = merged weight), 14 (write → read → write is byte-identical)
-// and 10 (a zero-initialised network merged into the checkpoint changes
-// no value) on the fp16 files.
+// forward = merged weight), 14 (write → read → write is byte-identical),
+// 10 (a zero-initialised network merged into the checkpoint changes no
+// value) and 13 (resize to the same ranks keeps s·ΔW) on the fp16 files.
+// Check 12 (the golden LoCon cases) is pkg/lycoris's golden tests.
 func TestConsumerChecklistTiny(t *testing.T) {
 	base := tinyBase(t)
 	for _, tc := range []struct{ prec, dtype string }{{"fp16", "F16"}, {"bf16", "BF16"}, {"float", "F32"}} {
@@ -612,6 +613,7 @@ func TestConsumerChecklistTiny(t *testing.T) {
 			checkTwoBranch(t, path, tr)
 			checkRoundTrip(t, path, tr)
 			checkZeroMerge(t, filepath.Join(dir, "zero.safetensors"))
+			checkResizeSameRank(t, path)
 		})
 	}
 }
@@ -745,6 +747,74 @@ func checkRoundTrip(t *testing.T, path string, tr *Trainer) {
 	b, _ := os.ReadFile(out)
 	if !bytes.Equal(a, b) {
 		t.Errorf("write → read → write: %d bytes, then %d bytes, not identical", len(a), len(b))
+	}
+}
+
+// checkResizeSameRank is check 13 for the trained file: resizing to the
+// ranks it has (float32 output) keeps every module's s·ΔW to float32
+// precision, with α'/r' = α/r.
+func checkResizeSameRank(t *testing.T, path string) {
+	out := filepath.Join(t.TempDir(), "resized.safetensors")
+	if _, err := merge.Resize(path, out, merge.ResizeOptions{Rank: 8, ConvRank: 4, Precision: safetensors.F32}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := lycoris.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lycoris.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	product := func(m *lycoris.FileModule) []float64 {
+		r := m.Rank()
+		down := m.Down
+		if m.Mid != nil {
+			t.Fatalf("%s: unexpected lora_mid", m.Name)
+		}
+		cols, rows := len(down)/r, len(m.Up)/r
+		s := float64(m.Alpha) / float64(r)
+		p := make([]float64, rows*cols)
+		for o := 0; o < rows; o++ {
+			for j := 0; j < r; j++ {
+				u := s * float64(m.Up[o*r+j])
+				for c := 0; c < cols; c++ {
+					p[o*cols+c] += u * float64(down[j*cols+c])
+				}
+			}
+		}
+		return p
+	}
+	if len(a.Modules) != len(b.Modules) {
+		t.Fatalf("resized file has %d modules, input %d", len(b.Modules), len(a.Modules))
+	}
+	worst, compared := 0.0, 0
+	for _, ma := range a.Modules {
+		mb, ok := b.Module(ma.Name)
+		if !ok {
+			t.Fatalf("resized file lacks %s", ma.Name)
+		}
+		if mb.Rank() != ma.Rank() || math.Abs(float64(mb.Alpha)/float64(mb.Rank())-float64(ma.Alpha)/float64(ma.Rank())) > 1e-6 {
+			t.Errorf("%s: rank %d alpha %g → rank %d alpha %g", ma.Name, ma.Rank(), ma.Alpha, mb.Rank(), mb.Alpha)
+		}
+		pa, pb := product(ma), product(mb)
+		var num, den float64
+		for i := range pa {
+			num += (pa[i] - pb[i]) * (pa[i] - pb[i])
+			den += pa[i] * pa[i]
+		}
+		if den == 0 {
+			continue
+		}
+		compared++
+		worst = max(worst, math.Sqrt(num/den))
+	}
+	t.Logf("resize to the same ranks: %d nonzero modules, worst relative L2 change %.2g", compared, worst)
+	if compared < len(a.Modules)/2 {
+		t.Errorf("only %d of %d modules have a nonzero product", compared, len(a.Modules))
+	}
+	if !(worst < 1e-5) {
+		t.Errorf("resize to the same ranks: worst relative L2 change of s·ΔW %.3g", worst)
 	}
 }
 
