@@ -9,12 +9,17 @@ import (
 
 	"loco/pkg/backend/cpu"
 	"loco/pkg/backend/cuda"
+	"loco/pkg/backend/profile"
 	"loco/pkg/nn"
 	"loco/pkg/sd"
 	"loco/pkg/sd/clip"
 	"loco/pkg/sd/unet"
 	"loco/pkg/tensor"
 )
+
+// prof, when LOCO_PROFILE=1, times every op (with a device sync around each,
+// so the step times are not meaningful then) and reports them at the end.
+var prof *profile.Backend
 
 // benchBackend picks the backend of the training-step benchmark:
 // LOCO_BACKEND=cuda (activations in LOCO_BENCH_DTYPE, F16 by default) or cpu.
@@ -26,7 +31,12 @@ func benchBackend(b *testing.B) (*tensor.Engine, func() (peak uint64)) {
 	if err != nil {
 		b.Skipf("no CUDA device: %v", err)
 	}
-	e := tensor.NewEngine(be)
+	var tb tensor.Backend = be
+	if os.Getenv("LOCO_PROFILE") == "1" {
+		prof = profile.New(be, true)
+		tb = prof
+	}
+	e := tensor.NewEngine(tb)
 	e.Act = tensor.F16
 	if os.Getenv("LOCO_BENCH_DTYPE") == "BF16" {
 		e.Act = tensor.BF16
@@ -98,6 +108,12 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 	scale := float32(1)
 	if e.Act == tensor.F16 {
 		scale = 1024
+	}
+	if prof != nil {
+		defer func() {
+			fmt.Println("per-op device time over all steps of the benchmark (LOCO_PROFILE=1):")
+			prof.Report(os.Stdout, 45)
+		}()
 	}
 	for _, ck := range []bool{true, false} {
 		b.Run(fmt.Sprintf("batch%d/checkpoint=%v", batch, ck), func(b *testing.B) {
