@@ -116,6 +116,9 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 		}()
 	}
 	for _, ck := range []bool{true, false} {
+		if prof != nil && ck {
+			continue // profile the plain step only
+		}
 		b.Run(fmt.Sprintf("batch%d/checkpoint=%v", batch, ck), func(b *testing.B) {
 			u.Checkpoint = ck
 			step := 0
