@@ -142,6 +142,9 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 			// cache is cold) and the caching allocator's first fill stay out
 			// of the numbers.
 			run()
+			if prof != nil {
+				prof.Reset()
+			}
 			for b.Loop() {
 				run()
 			}
