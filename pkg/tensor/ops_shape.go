@@ -31,7 +31,7 @@ func Reshape(x *Tensor, shape ...int) *Tensor {
 	}
 	y := &Tensor{shape: sh, data: x.data, e: e, slot: -1, gradSlot: -1}
 	if e.track(y, x) {
-		e.push(y, func(gy Storage) { e.B.Axpy(e.gradOf(x), gy, 1) })
+		e.push(y, func(gy Storage) { e.passGrad(x, y, gy) })
 	}
 	return y
 }
@@ -253,6 +253,18 @@ func binary(op BinaryOp, name string, a, b *Tensor) *Tensor {
 	y := e.NewOf(a.DType(), a.shape...)
 	e.B.Binary(op, y.data, a.data, b.data, p)
 	if e.track(y, a, b) {
+		if op == OpAdd && p.Inner == 1 && p.BLen == a.Len() {
+			// Same shape: both gradients are gy itself.
+			e.push(y, func(gy Storage) {
+				if b.needGrad {
+					e.accumGrad(b, gy, 1)
+				}
+				if a.needGrad {
+					e.passGrad(a, y, gy)
+				}
+			})
+			return y
+		}
 		e.push(y, func(gy Storage) {
 			var da, db Storage
 			if a.needGrad {
@@ -279,7 +291,7 @@ func Scale(x *Tensor, alpha float32) *Tensor {
 	y := e.NewOf(x.DType(), x.shape...)
 	e.B.Scale(y.data, x.data, alpha)
 	if e.track(y, x) {
-		e.push(y, func(gy Storage) { e.B.Axpy(e.gradOf(x), gy, alpha) })
+		e.push(y, func(gy Storage) { e.accumGrad(x, gy, alpha) })
 	}
 	return y
 }
@@ -292,14 +304,10 @@ func Cast(x *Tensor, dt DType) *Tensor {
 	if e.track(y, x) {
 		e.push(y, func(gy Storage) {
 			if dt == x.DType() {
-				e.B.Axpy(e.gradOf(x), gy, 1)
+				e.passGrad(x, y, gy)
 				return
 			}
-			tmp, slot := e.alloc(x.DType(), x.Len())
-			e.B.Copy(tmp, gy)
-			e.B.Axpy(e.gradOf(x), tmp, 1)
-			e.B.Free(tmp)
-			e.arena[slot] = nil
+			e.accumGrad(x, gy, 1)
 		})
 	}
 	return y

@@ -59,6 +59,45 @@ func (e *Engine) gradOf(t *Tensor) Storage {
 	return t.grad
 }
 
+// passGrad hands y's gradient gy to x, for operations whose backward is
+// the identity (reshape, same-dtype cast, a same-shape add): when x has no
+// gradient yet it takes over y's buffer (no copy, no zero-fill), otherwise
+// gy is added into it.
+func (e *Engine) passGrad(x, y *Tensor, gy Storage) {
+	if x.grad == nil && y.grad == gy && gy.DType() == x.DType() && gy.Len() == x.Len() {
+		x.grad, x.gradSlot = y.grad, y.gradSlot
+		y.grad, y.gradSlot = nil, -1
+		return
+	}
+	e.accumGrad(x, gy, 1)
+}
+
+// accumGrad adds alpha·src into x's gradient; a missing gradient is
+// written directly (one op instead of a zero-fill and an add). src may
+// have another dtype than x only when alpha is 1.
+func (e *Engine) accumGrad(x *Tensor, src Storage, alpha float32) {
+	if x.grad == nil {
+		s, slot := e.alloc(x.DType(), x.Len())
+		switch {
+		case src.DType() != x.DType():
+			e.B.Copy(s, src)
+		default:
+			e.B.Scale(s, src, alpha)
+		}
+		x.grad, x.gradSlot = s, slot
+		return
+	}
+	if src.DType() == x.DType() {
+		e.B.Axpy(x.grad, src, alpha)
+		return
+	}
+	tmp, slot := e.alloc(x.DType(), x.Len())
+	e.B.Copy(tmp, src)
+	e.B.Axpy(x.grad, tmp, alpha)
+	e.B.Free(tmp)
+	e.arena[slot] = nil
+}
+
 // dropGrad frees an intermediate's consumed gradient.
 func (e *Engine) dropGrad(t *Tensor) {
 	if t.gradSlot >= 0 {

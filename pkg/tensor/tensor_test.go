@@ -114,6 +114,16 @@ func TestGradients(t *testing.T) {
 		}, [][]int{{2, 3, 2, 2}, {2, 3}}},
 		{"MulLast", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Mul(in[0], in[1]) }, [][]int{{2, 3, 4}, {4}}},
 		{"Scale", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Scale(in[0], -0.7) }, [][]int{{5}}},
+		// Same-shape adds hand the gradient buffer on (passGrad/accumGrad):
+		// x added to itself, through a reshape and a same-dtype cast, and an
+		// intermediate used by two adds.
+		{"AddSameShapeAliasing", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])
+			s := tensor.Add(h, h)
+			r := tensor.Reshape(tensor.Cast(s, tensor.F32), 3, 2)
+			u := tensor.Add(r, tensor.Reshape(in[1], 3, 2))
+			return tensor.Add(tensor.Scale(u, 0.5), tensor.Reshape(h, 3, 2))
+		}, [][]int{{2, 3}, {6}}},
 		{"Permute", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Permute(in[0], 2, 0, 1) }, [][]int{{2, 3, 4}}},
 		{"ConcatSlice", func(in []*tensor.Tensor) *tensor.Tensor {
 			c := tensor.Concat(1, in[0], in[1])
