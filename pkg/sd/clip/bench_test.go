@@ -7,6 +7,7 @@ import (
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
 	"loco/pkg/sd/clip"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -14,7 +15,7 @@ import (
 // config) on one sequence of 77 tokens; ms/op is reported.
 func BenchmarkEncode77(b *testing.B) {
 	e := tensor.NewEngine(cpu.New())
-	bl := nn.NewBuilder(clip.Prefix, randSource{e, 1})
+	bl := nn.NewBuilder(clip.Prefix, sdtest.RandSource{E: e, Seed: 1})
 	m := clip.New(bl, clip.DefaultConfig())
 	if err := bl.Err(); err != nil {
 		b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"loco/pkg/safetensors"
 	"loco/pkg/sd"
 	"loco/pkg/sd/clip"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -20,7 +21,7 @@ func TestKeysSD15(t *testing.T) {
 		t.Skip("../shared/golden/sd15/clip_keys.tsv not found")
 	}
 	var want []string
-	for _, l := range readKeyList(t, path) {
+	for _, l := range sdtest.ReadKeyList(t, path) {
 		optional := false
 		for _, k := range clip.OptionalKeys {
 			optional = optional || strings.HasPrefix(l, clip.Prefix+k+"\t")
@@ -31,11 +32,11 @@ func TestKeysSD15(t *testing.T) {
 	}
 	b := nn.NewBuilder(clip.Prefix, nil)
 	m := clip.New(b, clip.DefaultConfig())
-	got := specLines(b.Params())
+	got := sdtest.SpecLines(b.Params())
 	if len(got) != len(want) {
 		t.Errorf("declared %d keys, list has %d (without optional keys)", len(got), len(want))
 	}
-	diffLists(t, "clip keys", got, want)
+	sdtest.DiffLists(t, "clip keys", got, want)
 
 	// The Linear layers: six per layer, with their module paths, matching
 	// their checkpoint keys.
@@ -168,7 +169,7 @@ func TestParseConfig(t *testing.T) {
 func TestShortSequence(t *testing.T) {
 	e := tensor.NewEngine(cpu.New())
 	cfg := clip.Config{VocabSize: 40, ContextLength: 10, Width: 16, Layers: 2, Heads: 2}
-	b := nn.NewBuilder(clip.Prefix, randSource{e, 9})
+	b := nn.NewBuilder(clip.Prefix, sdtest.RandSource{E: e, Seed: 9})
 	m := clip.New(b, cfg)
 	full := [][]int32{{1, 5, 7, 3, 2, 9, 9, 9, 9, 9}}
 	short := [][]int32{full[0][:4]}

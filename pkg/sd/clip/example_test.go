@@ -6,6 +6,7 @@ import (
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
 	"loco/pkg/sd/clip"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -15,7 +16,7 @@ import (
 func ExampleModel_Encode() {
 	e := tensor.NewEngine(cpu.New())
 	cfg := clip.Config{VocabSize: 100, ContextLength: 77, Width: 32, Layers: 4, Heads: 4}
-	b := nn.NewBuilder(clip.Prefix, randSource{e, 1})
+	b := nn.NewBuilder(clip.Prefix, sdtest.RandSource{E: e, Seed: 1})
 	m := clip.New(b, cfg)
 	if err := b.Err(); err != nil {
 		panic(err)

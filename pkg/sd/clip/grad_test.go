@@ -8,6 +8,7 @@ import (
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
 	"loco/pkg/sd/clip"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -34,13 +35,13 @@ type param struct {
 func testGrad(t *testing.T, skip int) {
 	e := tensor.NewEngine(cpu.New())
 	cfg := clip.Config{VocabSize: 30, ContextLength: 8, Width: 16, Layers: 3, Heads: 2, MLP: 32}
-	b := nn.NewBuilder(clip.Prefix, randSource{e, 11})
+	b := nn.NewBuilder(clip.Prefix, sdtest.RandSource{E: e, Seed: 11})
 	m := clip.New(b, cfg)
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
 	// A LoRA-like trainable delta on layer 0's q_proj: x·Dᵀ with D [16,16].
-	delta := e.Persistent(tensor.F32, scaled(randn(21, 16*16), 0.05), 16, 16)
+	delta := e.Persistent(tensor.F32, scaled(sdtest.Randn(21, 16*16), 0.05), 16, 16)
 	m.Layers[0].Q.Extra = func(x *tensor.Tensor) *tensor.Tensor { return tensor.Linear(x, delta, nil) }
 
 	ps := []*param{
@@ -55,7 +56,7 @@ func testGrad(t *testing.T, skip int) {
 		p.t.Param(p.grad)
 	}
 	ids := [][]int32{{28, 3, 7, 7, 12, 29, 29, 29}, {28, 19, 4, 1, 0, 9, 29, 29}}
-	target := randn(31, 2*8*16)
+	target := sdtest.Randn(31, 2*8*16)
 	// The finite-difference loss is summed on the host in float64, so
 	// that its own rounding stays far below the differences.
 	loss := func() float64 {

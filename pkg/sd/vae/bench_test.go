@@ -6,6 +6,7 @@ import (
 
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/sd/vae"
 	"loco/pkg/tensor"
 )
@@ -16,12 +17,12 @@ import (
 func BenchmarkEncode512(b *testing.B) {
 	cb := newCounting(cpu.New())
 	e := tensor.NewEngine(cb)
-	bl := nn.NewBuilder(vae.Prefix, randSource{e, 1})
+	bl := nn.NewBuilder(vae.Prefix, sdtest.RandSource{E: e, Seed: 1})
 	v := vae.New(bl, vae.DefaultConfig())
 	if err := bl.Err(); err != nil {
 		b.Fatal(err)
 	}
-	img := randn(2, 3*512*512)
+	img := sdtest.Randn(2, 3*512*512)
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < b.N; i++ {
@@ -41,9 +42,9 @@ func BenchmarkEncode512(b *testing.B) {
 // BenchmarkDecode64 decodes one 64×64 latent (a 512×512 image).
 func BenchmarkDecode64(b *testing.B) {
 	e := tensor.NewEngine(cpu.New())
-	bl := nn.NewBuilder(vae.Prefix, randSource{e, 1})
+	bl := nn.NewBuilder(vae.Prefix, sdtest.RandSource{E: e, Seed: 1})
 	v := vae.New(bl, vae.DefaultConfig())
-	z := randn(3, 4*64*64)
+	z := sdtest.Randn(3, 4*64*64)
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < b.N; i++ {

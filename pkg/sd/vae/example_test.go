@@ -5,6 +5,7 @@ import (
 
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/sd/vae"
 	"loco/pkg/tensor"
 )
@@ -15,12 +16,12 @@ func ExampleVAE_Encode() {
 	e := tensor.NewEngine(cpu.New())
 	cfg := vae.DefaultConfig()
 	cfg.Ch = 32 // a small model; DefaultConfig is SD 1.x's
-	b := nn.NewBuilder(vae.Prefix, randSource{e, 1})
+	b := nn.NewBuilder(vae.Prefix, sdtest.RandSource{E: e, Seed: 1})
 	v := vae.New(b, cfg)
 	if err := b.Err(); err != nil {
 		panic(err)
 	}
-	img := e.FromFloat32(randn(1, 3*64*48), 1, 3, 64, 48) // RGB in [-1, 1]
+	img := e.FromFloat32(sdtest.Randn(1, 3*64*48), 1, 3, 64, 48) // RGB in [-1, 1]
 	e.NoGrad(func() {
 		mean, logvar := v.Encode(img)
 		fmt.Println(mean.Shape(), logvar.Shape())

@@ -10,6 +10,7 @@ import (
 	"loco/pkg/nn"
 	"loco/pkg/safetensors"
 	"loco/pkg/sd"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/sd/vae"
 	"loco/pkg/tensor"
 )
@@ -19,14 +20,14 @@ func TestKeysSD15(t *testing.T) {
 	if !ok {
 		t.Skip("../shared/golden/sd15/vae_keys.tsv not found")
 	}
-	want := readKeyList(t, path)
+	want := sdtest.ReadKeyList(t, path)
 	b := nn.NewBuilder(vae.Prefix, nil)
 	vae.New(b, vae.DefaultConfig())
-	got := specLines(b.Params())
+	got := sdtest.SpecLines(b.Params())
 	if len(got) != len(want) {
 		t.Errorf("declared %d keys, list has %d", len(got), len(want))
 	}
-	diffLists(t, "vae keys", got, want)
+	sdtest.DiffLists(t, "vae keys", got, want)
 }
 
 // loadCase builds the VAE of a golden case from its model.safetensors and
@@ -135,12 +136,12 @@ func TestEncodeFrees(t *testing.T) {
 	e := tensor.NewEngine(cb)
 	cfg := vae.DefaultConfig()
 	cfg.Ch = 32
-	b := nn.NewBuilder(vae.Prefix, randSource{e, 3})
+	b := nn.NewBuilder(vae.Prefix, sdtest.RandSource{E: e, Seed: 3})
 	v := vae.New(b, cfg)
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
-	x := e.FromFloat32(randn(5, 2*3*64*80), 2, 3, 64, 80)
+	x := e.FromFloat32(sdtest.Randn(5, 2*3*64*80), 2, 3, 64, 80)
 	norms := 0
 	count := func(r *vae.ResBlock) { norms += 2 }
 	for _, l := range v.Encoder.Down {
@@ -179,9 +180,9 @@ func TestDecodeShape(t *testing.T) {
 	e := tensor.NewEngine(cpu.New())
 	cfg := vae.DefaultConfig()
 	cfg.Ch = 32
-	b := nn.NewBuilder(vae.Prefix, randSource{e, 4})
+	b := nn.NewBuilder(vae.Prefix, sdtest.RandSource{E: e, Seed: 4})
 	v := vae.New(b, cfg)
-	z := e.FromFloat32(randn(6, 2*4*3*5), 2, 4, 3, 5)
+	z := e.FromFloat32(sdtest.Randn(6, 2*4*3*5), 2, 4, 3, 5)
 	var out []float32
 	var sh tensor.Shape
 	e.NoGrad(func() {

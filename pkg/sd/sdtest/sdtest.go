@@ -1,4 +1,6 @@
-package clip_test
+// Package sdtest holds test support shared by the SD model packages:
+// seeded random weights for any key and the golden key-list comparison.
+package sdtest
 
 import (
 	"bufio"
@@ -7,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,17 +17,18 @@ import (
 	"loco/pkg/tensor"
 )
 
-// randSource makes deterministic random weights for any key: norm weights
+// RandSource makes deterministic random weights for any key: norm weights
 // near 1, biases small, other tensors scaled by 1/√fan-in.
-type randSource struct {
-	e    *tensor.Engine
-	seed uint64
+type RandSource struct {
+	E    *tensor.Engine
+	Seed uint64
 }
 
-func (s randSource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) {
+// Load implements nn.Source.
+func (s RandSource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) {
 	h := fnv.New64a()
 	h.Write([]byte(key))
-	r := rand.New(rand.NewPCG(h.Sum64(), s.seed))
+	r := rand.New(rand.NewPCG(h.Sum64(), s.Seed))
 	n := shape.Numel()
 	v := make([]float32, n)
 	fanIn := 1
@@ -43,10 +47,11 @@ func (s randSource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error)
 			v[i] = float32(std * r.NormFloat64())
 		}
 	}
-	return s.e.Persistent(tensor.F32, v, shape...), nil
+	return s.E.Persistent(tensor.F32, v, shape...), nil
 }
 
-func randn(seed uint64, n int) []float32 {
+// Randn is n seeded standard-normal values.
+func Randn(seed uint64, n int) []float32 {
 	r := rand.New(rand.NewPCG(seed, 1))
 	v := make([]float32, n)
 	for i := range v {
@@ -55,8 +60,8 @@ func randn(seed uint64, n int) []float32 {
 	return v
 }
 
-// readKeyList reads a golden key list: "key<TAB>d0,d1,...", one per line.
-func readKeyList(t *testing.T, path string) []string {
+// ReadKeyList reads a golden key list: "key<TAB>d0,d1,...", one per line.
+func ReadKeyList(t testing.TB, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -82,13 +87,13 @@ func readKeyList(t *testing.T, path string) []string {
 	return out
 }
 
-// specLines formats declared parameters like the key lists, sorted.
-func specLines(ps []nn.ParamSpec) []string {
+// SpecLines formats declared parameters like the key lists, sorted.
+func SpecLines(ps []nn.ParamSpec) []string {
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		dims := make([]string, len(p.Shape))
 		for j, d := range p.Shape {
-			dims[j] = itoa(d)
+			dims[j] = strconv.Itoa(d)
 		}
 		out[i] = p.Key + "\t" + strings.Join(dims, ",")
 	}
@@ -96,19 +101,8 @@ func specLines(ps []nn.ParamSpec) []string {
 	return out
 }
 
-func itoa(d int) string {
-	if d == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; d > 0; d /= 10 {
-		b = append([]byte{byte('0' + d%10)}, b...)
-	}
-	return string(b)
-}
-
-// diffLists reports the lines only in got and only in want.
-func diffLists(t *testing.T, what string, got, want []string) {
+// DiffLists reports the lines only in got and only in want.
+func DiffLists(t testing.TB, what string, got, want []string) {
 	t.Helper()
 	in := func(s []string) map[string]bool {
 		m := map[string]bool{}
