@@ -14,12 +14,10 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"loco/internal/cli"
-	"loco/pkg/backend/cpu"
-	"loco/pkg/backend/cuda"
+	"loco/internal/device"
 	"loco/pkg/latentcache"
 	"loco/pkg/latentcache/encode"
 	"loco/pkg/manifest"
-	"loco/pkg/tensor"
 )
 
 // KeyField is the record field loco-encode adds: the entry's cache key.
@@ -227,7 +225,9 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 		return err
 	}
 	// The VAE is loaded and checked before any image is read.
-	e, err := newEngine(c.String("device"), rep)
+	// The VAE runs in float32 on either device (SD 1.x's VAE is known to
+	// overflow in fp16 at large sizes), so the cache keys agree.
+	e, err := device.Engine(c.String("device"), "no", "encoding", rep.Notef)
 	if err != nil {
 		return err
 	}
@@ -430,26 +430,4 @@ func displayName(n string) string {
 		return "stdin"
 	}
 	return n
-}
-
-// newEngine picks the backend. The VAE computes in float32 on a GPU too
-// (SD 1.x's VAE is known to overflow in fp16 at large sizes), so the cache
-// keys, which include the encoder dtype, are the same on either device.
-func newEngine(device string, rep *cli.Reporter) (*tensor.Engine, error) {
-	switch device {
-	case "cpu":
-		return tensor.NewEngine(cpu.New()), nil
-	case "cuda", "auto":
-	default:
-		return nil, cli.Usagef("--device %q: want auto, cuda or cpu", device)
-	}
-	be, err := cuda.New(0)
-	if err != nil {
-		if device == "cuda" {
-			return nil, err
-		}
-		return tensor.NewEngine(cpu.New()), nil
-	}
-	rep.Notef("encoding on %s", be.Describe())
-	return tensor.NewEngine(be), nil
 }

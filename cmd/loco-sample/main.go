@@ -17,12 +17,10 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"loco/internal/cli"
-	"loco/pkg/backend/cpu"
-	"loco/pkg/backend/cuda"
+	"loco/internal/device"
 	"loco/pkg/lycoris"
 	"loco/pkg/merge"
 	"loco/pkg/sample"
-	"loco/pkg/tensor"
 	"loco/pkg/tokenizer"
 	"loco/pkg/train"
 )
@@ -172,7 +170,7 @@ func action(c *ucli.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e, err := newEngine(c.String("device"), c.String("mixed-precision"), rep)
+	e, err := device.Engine(c.String("device"), c.String("mixed-precision"), "sampling", rep.Notef)
 	if err != nil {
 		return err
 	}
@@ -221,40 +219,6 @@ func action(c *ucli.Context, stderr io.Writer) error {
 		fmt.Fprintln(c.App.Writer, p)
 	}
 	return err
-}
-
-// newEngine picks the backend as loco-train does: a CUDA device
-// (activations and weights in fp16 or bf16 per --mixed-precision) or the
-// CPU (float32).
-func newEngine(device, mixed string, rep *cli.Reporter) (*tensor.Engine, error) {
-	switch mixed {
-	case "no", "fp16", "bf16":
-	default:
-		return nil, cli.Usagef("--mixed-precision %q: want no, fp16 or bf16", mixed)
-	}
-	switch device {
-	case "cpu":
-		return tensor.NewEngine(cpu.New()), nil
-	case "cuda", "auto":
-	default:
-		return nil, cli.Usagef("--device %q: want auto, cuda or cpu", device)
-	}
-	be, err := cuda.New(0)
-	if err != nil {
-		if device == "cuda" {
-			return nil, err
-		}
-		return tensor.NewEngine(cpu.New()), nil // auto: no GPU here
-	}
-	e := tensor.NewEngine(be)
-	switch mixed {
-	case "fp16":
-		e.Act = tensor.F16
-	case "bf16":
-		e.Act = tensor.BF16
-	}
-	rep.Notef("sampling on %s, activations %v", be.Describe(), e.Act)
-	return e, nil
 }
 
 // runSheet is "loco-sample sheet": a contact sheet of existing images.

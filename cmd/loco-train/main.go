@@ -21,11 +21,9 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"loco/internal/cli"
-	"loco/pkg/backend/cpu"
-	"loco/pkg/backend/cuda"
+	"loco/internal/device"
 	"loco/pkg/latentcache"
 	"loco/pkg/manifest"
-	"loco/pkg/tensor"
 	"loco/pkg/tokenizer"
 	"loco/pkg/train"
 )
@@ -409,7 +407,7 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		o.Seed = uint64(rand.Uint32())
 		rep.Notef("seed %d (random; pass --seed %d to repeat this run)", o.Seed, o.Seed)
 	}
-	e, err := newEngine(c.String("device"), o.MixedPrecision, rep)
+	e, err := device.Engine(c.String("device"), o.MixedPrecision, "training", rep.Notef)
 	if err != nil {
 		return err
 	}
@@ -559,33 +557,4 @@ func checkCache(cache *latentcache.Cache, plan *train.Plan, vaeHash, model strin
 		}
 	}
 	return nil
-}
-
-// newEngine picks the backend: a CUDA device (activations and base weights
-// in fp16 or bf16 per --mixed-precision, float32 master copies of the
-// network) or the CPU (float32 throughout).
-func newEngine(device, mixed string, rep *cli.Reporter) (*tensor.Engine, error) {
-	switch device {
-	case "cpu":
-		return tensor.NewEngine(cpu.New()), nil
-	case "cuda", "auto":
-	default:
-		return nil, cli.Usagef("--device %q: want auto, cuda or cpu", device)
-	}
-	be, err := cuda.New(0)
-	if err != nil {
-		if device == "cuda" {
-			return nil, err
-		}
-		return tensor.NewEngine(cpu.New()), nil // auto: no GPU here
-	}
-	e := tensor.NewEngine(be)
-	switch mixed {
-	case "fp16":
-		e.Act = tensor.F16
-	case "bf16":
-		e.Act = tensor.BF16
-	}
-	rep.Notef("training on %s, activations %v", be.Describe(), e.Act)
-	return e, nil
 }
