@@ -38,18 +38,19 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 	if e.track(y, a, b) {
 		e.push(y, func(gy Storage) {
 			if a.needGrad {
+				ga, beta := e.gradOut(a)
 				// dA = gy @ op(B)^T, or its transpose when transA.
 				q := GemmParams{M: m, N: k, K: n, TransB: !transB, Batch: batch,
-					StrideA: m * n, StrideB: sb, StrideC: m * k, Alpha: 1, Beta: 1}
+					StrideA: m * n, StrideB: sb, StrideC: m * k, Alpha: 1, Beta: beta}
 				if transA { // dA^T is [K,M] = op(B) @ gy^T
 					q = GemmParams{M: k, N: m, K: n, TransA: transB, TransB: true, Batch: batch,
-						StrideA: sb, StrideB: m * n, StrideC: m * k, Alpha: 1, Beta: 1}
+						StrideA: sb, StrideB: m * n, StrideC: m * k, Alpha: 1, Beta: beta}
 					if transB {
 						q.LDA = k // B stored [N,K]; op = transpose gives [K,N]
 					}
-					e.B.Gemm(e.gradOf(a), b.data, gy, q)
+					e.B.Gemm(ga, b.data, gy, q)
 				} else {
-					e.B.Gemm(e.gradOf(a), gy, b.data, q)
+					e.B.Gemm(ga, gy, b.data, q)
 				}
 			}
 			if b.needGrad {
@@ -103,8 +104,9 @@ func Linear(x, w, bias *Tensor) *Tensor {
 	}
 	if e.track(y, x, w, bias) {
 		e.push(y, func(gy Storage) {
-			if x.needGrad { // dx[rows,in] += gy[rows,out] @ w[out,in]
-				e.B.Gemm(e.gradOf(x), gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: 1})
+			if x.needGrad { // dx[rows,in] (+)= gy[rows,out] @ w[out,in]
+				dx, beta := e.gradOut(x)
+				e.B.Gemm(dx, gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: beta})
 			}
 			if w.needGrad { // dw[out,in] += gy^T @ x
 				e.B.Gemm(e.gradOf(w), gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})

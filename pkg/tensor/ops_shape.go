@@ -57,7 +57,10 @@ func Permute(x *Tensor, perm ...int) *Tensor {
 	xs := x.shape.clone()
 	e.B.Permute(y.data, x.data, xs, perm, false)
 	if e.track(y, x) {
-		e.push(y, func(gy Storage) { e.B.Permute(e.gradOf(x), gy, out, inv, true) })
+		e.push(y, func(gy Storage) {
+			dx, beta := e.gradOut(x)
+			e.B.Permute(dx, gy, out, inv, beta != 0)
+		})
 	}
 	return y
 }
@@ -106,8 +109,9 @@ func Concat(axis int, xs ...*Tensor) *Tensor {
 			for _, x := range xs {
 				cols := x.shape[axis] * inner
 				if x.needGrad {
-					e.B.CopyStrided(e.gradOf(x), gy, StridedCopy{Rows: outer, Cols: cols,
-						SrcOff: off, SrcStride: total * inner, DstStride: cols, Accumulate: true})
+					dx, beta := e.gradOut(x) // the copy covers all of dx
+					e.B.CopyStrided(dx, gy, StridedCopy{Rows: outer, Cols: cols,
+						SrcOff: off, SrcStride: total * inner, DstStride: cols, Accumulate: beta != 0})
 				}
 				off += cols
 			}

@@ -59,6 +59,18 @@ func (e *Engine) gradOf(t *Tensor) Storage {
 	return t.grad
 }
 
+// gradOut returns t's gradient buffer for an operation that can either
+// overwrite or add into all of it: beta is 0 for a fresh, uninitialised
+// buffer (overwrite, no zero-fill) and 1 for an existing one (add).
+func (e *Engine) gradOut(t *Tensor) (Storage, float32) {
+	if t.grad != nil {
+		return t.grad, 1
+	}
+	s, slot := e.alloc(t.DType(), t.Len())
+	t.grad, t.gradSlot = s, slot
+	return s, 0
+}
+
 // passGrad hands y's gradient gy to x, for operations whose backward is
 // the identity (reshape, same-dtype cast, a same-shape add): when x has no
 // gradient yet it takes over y's buffer (no copy, no zero-fill), otherwise

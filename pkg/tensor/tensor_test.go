@@ -117,6 +117,17 @@ func TestGradients(t *testing.T) {
 		// Same-shape adds hand the gradient buffer on (passGrad/accumGrad):
 		// x added to itself, through a reshape and a same-dtype cast, and an
 		// intermediate used by two adds.
+		// One intermediate consumed by ops that overwrite a fresh gradient
+		// (Linear, MatMul, Permute, Concat) and by ops that add.
+		{"FreshAndSharedGrads", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])                                  // [2,3,4]
+			l := tensor.Linear(h, in[1], nil)                        // [2,3,4]
+			m := tensor.MatMul(h, in[1], false, true)                // [2,3,4]
+			p := tensor.Permute(tensor.Permute(h, 0, 2, 1), 0, 2, 1) // [2,3,4]
+			c := tensor.Concat(1, h, l, h)                           // [2,9,4]
+			s := tensor.Concat(1, m, p, tensor.Scale(h, 2))          // [2,9,4]
+			return tensor.Mul(c, s)
+		}, [][]int{{2, 3, 4}, {4, 4}}},
 		{"AddSameShapeAliasing", func(in []*tensor.Tensor) *tensor.Tensor {
 			h := tensor.SiLU(in[0])
 			s := tensor.Add(h, h)
