@@ -50,7 +50,8 @@ type Part struct {
 	DTypes  map[string]int `json:"dtypes"`
 }
 
-var locoSuffixes = []string{".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".alpha"}
+var locoSuffixes = []string{".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".alpha",
+	".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b"}
 
 // Inspect reads a file's header (and a network's alpha values).
 func Inspect(path string) (*Info, error) {
@@ -115,6 +116,7 @@ func inspectNetwork(f *safetensors.File, info *Info) error {
 	info.Other = map[string]int{}
 	type mod struct {
 		down, up, mid []int
+		w1a, w1b      []int // LoHa (hada_w1_a [out, r], hada_w1_b [r, in·k·k])
 		alpha         string
 	}
 	mods := map[string]*mod{}
@@ -141,6 +143,10 @@ func inspectNetwork(f *safetensors.File, info *Info) error {
 				m.up = ti.Shape
 			case ".lora_mid.weight":
 				m.mid = ti.Shape
+			case ".hada_w1_a":
+				m.w1a = ti.Shape
+			case ".hada_w1_b":
+				m.w1b = ti.Shape
 			case ".alpha":
 				if v, err := f.ReadFloat32(k); err == nil && len(v) == 1 {
 					m.alpha = pyFloat(float64(v[0]))
@@ -168,6 +174,37 @@ func inspectNetwork(f *safetensors.File, info *Info) error {
 	var notSD1 []string
 	for _, n := range sortedNames(mods) {
 		m := mods[n]
+		part := "UNet"
+		if strings.HasPrefix(n, "lora_te") {
+			part = "TE"
+		}
+		if m.w1a != nil || m.w1b != nil {
+			if m.w1a == nil || m.w1b == nil || len(m.w1a) != 2 || len(m.w1b) != 2 {
+				notSD1 = append(notSD1, n+": incomplete LoHa module")
+				continue
+			}
+			info.Modules++
+			algos["LoHa"] = true
+			g := part + " LoHa"
+			gr := groups[g]
+			if gr == nil {
+				gr = &Group{Name: g, Ranks: map[int]int{}, Alphas: map[string]int{}}
+				groups[g] = gr
+			}
+			gr.Modules++
+			gr.Ranks[m.w1b[0]]++
+			a := m.alpha
+			if a == "" {
+				a = "none (= rank)"
+			}
+			gr.Alphas[a]++
+			if l := tab.Layers[n]; l == nil {
+				notSD1 = append(notSD1, n+": no SD 1.x layer of that name")
+			} else if m.w1a[0] != l.Out() || m.w1b[1] != l.Cols() {
+				notSD1 = append(notSD1, fmt.Sprintf("%s: LoHa shapes %v, %v do not fit layer %s %v", n, m.w1a, m.w1b, l.Key, l.Shape))
+			}
+			continue
+		}
 		if m.down == nil || m.up == nil {
 			if m.down != nil || m.up != nil || m.mid != nil {
 				notSD1 = append(notSD1, n+": lacks lora_down or lora_up")
@@ -178,10 +215,6 @@ func inspectNetwork(f *safetensors.File, info *Info) error {
 		algos["LoCon"] = true
 		if m.mid != nil {
 			algos["LoCon+Tucker"] = true
-		}
-		part := "UNet"
-		if strings.HasPrefix(n, "lora_te") {
-			part = "TE"
 		}
 		g := part + " Linear"
 		if len(m.down) == 4 {

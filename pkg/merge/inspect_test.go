@@ -2,9 +2,16 @@ package merge
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"loco/pkg/backend/cpu"
+	"loco/pkg/nn"
+	"loco/pkg/sd"
+	"loco/pkg/sd/unet"
+	"loco/pkg/tensor"
 
 	"loco/pkg/lycoris"
 	"loco/pkg/safetensors"
@@ -67,5 +74,32 @@ func TestInspect(t *testing.T) {
 	}
 	if info.Kind != "checkpoint" || info.SD1 != "ok" || len(info.Parts) != 3 {
 		t.Errorf("checkpoint info %+v", info)
+	}
+}
+
+// TestInspectLoHa inspects a LoHa network built on the shape-only SD 1.5
+// UNet: every module is counted and fits an SD 1.x layer.
+func TestInspectLoHa(t *testing.T) {
+	u, err := unet.New(nn.NewBuilder(sd.UNetPrefix, nil), unet.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lin, conv := u.Layers()
+	e := tensor.NewEngine(cpu.New())
+	net, err := lycoris.New(e, lycoris.Config{Algo: lycoris.AlgoLoHa, Dim: 4, Alpha: 2, ConvDim: 2, ConvAlpha: 1},
+		lin, conv, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "loha.safetensors")
+	if err := net.Save(path, safetensors.F16, nil); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Algorithm != "LoHa" || info.Modules != 282 || len(info.NotSD1) != 0 || len(info.Other) != 0 {
+		t.Errorf("algorithm %q, %d modules, not SD 1.x %v, other keys %v", info.Algorithm, info.Modules, info.NotSD1, info.Other)
 	}
 }
