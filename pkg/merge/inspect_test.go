@@ -8,13 +8,12 @@ import (
 	"testing"
 
 	"loco/pkg/backend/cpu"
+	"loco/pkg/lycoris"
 	"loco/pkg/nn"
+	"loco/pkg/safetensors"
 	"loco/pkg/sd"
 	"loco/pkg/sd/unet"
 	"loco/pkg/tensor"
-
-	"loco/pkg/lycoris"
-	"loco/pkg/safetensors"
 )
 
 // TestInspect covers a network (ranks and alphas per group, SD 1.x check
