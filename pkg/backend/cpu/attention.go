@@ -55,6 +55,10 @@ func (b *Backend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 	attnCheck(op, p, qs, ks, vs)
 	checkShape(op, "o", len(os), p.B, p.Tq, p.H, p.D)
 	checkShape(op, "lse", len(ls), p.B, p.H, p.Tq)
+	if attnSmall(p) {
+		b.attentionSmall(os, ls, qs, ks, vs, p)
+		return
+	}
 
 	const bq = attnBQ
 	bk := attnBK(p.D)
@@ -165,6 +169,10 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	checkOpt(op, "dk", dks, nk)
 	checkOpt(op, "dv", dvs, nk)
 	if dqs == nil && dks == nil && dvs == nil {
+		return
+	}
+	if attnSmall(p) {
+		b.attentionBackwardSmall(dqs, dks, dvs, dos, qs, ks, vs, os, ls, p)
 		return
 	}
 

@@ -104,44 +104,62 @@ func TestAttention(t *testing.T) {
 		{B: 1, H: 2, Tq: 150, Tk: 150, D: 8, Causal: true}, // causal over block edges
 		{B: 2, H: 1, Tq: 70, Tk: 70, D: 40, Causal: true},
 		{B: 1, H: 1, Tq: 65, Tk: 600, D: 160}, // narrow key blocks for wide heads
+		{B: 1, H: 3, Tq: 33, Tk: 200, D: 5},   // odd head width: row remainders in the narrow path
+		{B: 2, H: 1, Tq: 77, Tk: 77, D: 32, Causal: true},
+		{B: 1, H: 2, Tq: 9, Tk: 3, D: 1},
 	}
 	for _, p := range cases {
 		p.Scale = float32(1 / math.Sqrt(float64(p.D)))
-		t.Run(fmt.Sprintf("%+v", p), func(t *testing.T) {
-			b := New()
-			r := newRand(uint64(p.Tq*7 + p.Tk))
-			nq, nk := p.B*p.Tq*p.H*p.D, p.B*p.Tk*p.H*p.D
-			q, k, v, do := randn(r, nq), randn(r, nk), randn(r, nk), randn(r, nq)
-			// Scale q up so that the softmax is peaked, not flat.
-			for i := range q {
-				q[i] *= 3
+		for _, narrow := range []bool{true, false} {
+			if narrow && !attnSmall(p) {
+				continue
 			}
-			qs, ks, vs, dos := up(b, q), up(b, k), up(b, v), up(b, do)
-			o, lse := nanStorage(b, nq), nanStorage(b, p.B*p.H*p.Tq)
-			b.Attention(o, lse, qs, ks, vs, p)
-			wo, wlse, wdq, wdk, wdv := attnNaive(to64(q), to64(k), to64(v), to64(do), p)
-			near(t, "o", Float32s(o), wo, 1e-5)
-			near(t, "lse", Float32s(lse), wlse, 1e-6)
-
-			dq0, dk0, dv0 := randn(r, nq), randn(r, nk), randn(r, nk)
-			dq, dk, dv := up(b, dq0), up(b, dk0), up(b, dv0)
-			b.AttentionBackward(dq, dk, dv, dos, qs, ks, vs, o, lse, p)
-			for i := range wdq {
-				wdq[i] += float64(dq0[i])
-			}
-			for i := range wdk {
-				wdk[i] += float64(dk0[i])
-				wdv[i] += float64(dv0[i])
-			}
-			near(t, "dq", Float32s(dq), wdq, 1e-5)
-			near(t, "dk", Float32s(dk), wdk, 1e-5)
-			near(t, "dv", Float32s(dv), wdv, 1e-5)
-			// Inputs unchanged.
-			near(t, "q after", Float32s(qs), to64(q), 0)
-			near(t, "k after", Float32s(ks), to64(k), 0)
-			near(t, "v after", Float32s(vs), to64(v), 0)
-		})
+			name := fmt.Sprintf("%+v/narrow=%v", p, narrow)
+			t.Run(name, func(t *testing.T) {
+				if !narrow {
+					old := attnSmallMaxD
+					attnSmallMaxD = 0
+					defer func() { attnSmallMaxD = old }()
+				}
+				testAttention(t, p)
+			})
+		}
 	}
+}
+
+func testAttention(t *testing.T, p tensor.AttnParams) {
+	b := New()
+	r := newRand(uint64(p.Tq*7 + p.Tk))
+	nq, nk := p.B*p.Tq*p.H*p.D, p.B*p.Tk*p.H*p.D
+	q, k, v, do := randn(r, nq), randn(r, nk), randn(r, nk), randn(r, nq)
+	// Scale q up so that the softmax is peaked, not flat.
+	for i := range q {
+		q[i] *= 3
+	}
+	qs, ks, vs, dos := up(b, q), up(b, k), up(b, v), up(b, do)
+	o, lse := nanStorage(b, nq), nanStorage(b, p.B*p.H*p.Tq)
+	b.Attention(o, lse, qs, ks, vs, p)
+	wo, wlse, wdq, wdk, wdv := attnNaive(to64(q), to64(k), to64(v), to64(do), p)
+	near(t, "o", Float32s(o), wo, 1e-5)
+	near(t, "lse", Float32s(lse), wlse, 1e-6)
+
+	dq0, dk0, dv0 := randn(r, nq), randn(r, nk), randn(r, nk)
+	dq, dk, dv := up(b, dq0), up(b, dk0), up(b, dv0)
+	b.AttentionBackward(dq, dk, dv, dos, qs, ks, vs, o, lse, p)
+	for i := range wdq {
+		wdq[i] += float64(dq0[i])
+	}
+	for i := range wdk {
+		wdk[i] += float64(dk0[i])
+		wdv[i] += float64(dv0[i])
+	}
+	near(t, "dq", Float32s(dq), wdq, 1e-5)
+	near(t, "dk", Float32s(dk), wdk, 1e-5)
+	near(t, "dv", Float32s(dv), wdv, 1e-5)
+	// Inputs unchanged.
+	near(t, "q after", Float32s(qs), to64(q), 0)
+	near(t, "k after", Float32s(ks), to64(k), 0)
+	near(t, "v after", Float32s(vs), to64(v), 0)
 }
 
 func TestAttentionBadShapes(t *testing.T) {

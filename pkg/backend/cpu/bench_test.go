@@ -215,3 +215,48 @@ func BenchmarkSmallOps(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttentionTiny: the attention shapes of the tiny golden UNet
+// (heads of 4–16 dims), forward and backward, on the narrow-head path and
+// (path=gemm) on the blocked SGEMM path.
+func BenchmarkAttentionTiny(b *testing.B) {
+	for _, p := range []tensor.AttnParams{
+		{B: 2, H: 8, Tq: 384, Tk: 384, D: 4, Scale: 0.5},
+		{B: 2, H: 8, Tq: 384, Tk: 77, D: 4, Scale: 0.5},
+		{B: 2, H: 8, Tq: 96, Tk: 96, D: 8, Scale: 0.35355338},
+		{B: 2, H: 8, Tq: 24, Tk: 77, D: 16, Scale: 0.25},
+	} {
+		nq, nk := p.B*p.Tq*p.H*p.D, p.B*p.Tk*p.H*p.D
+		be := New()
+		q, k, v := benchStorage(be, nq, 1), benchStorage(be, nk, 2), benchStorage(be, nk, 3)
+		o, lse := be.Alloc(tensor.F32, nq), be.Alloc(tensor.F32, p.B*p.H*p.Tq)
+		do := benchStorage(be, nq, 4)
+		dq, dk, dv := be.Alloc(tensor.F32, nq), be.Alloc(tensor.F32, nk), be.Alloc(tensor.F32, nk)
+		be.Attention(o, lse, q, k, v, p)
+		for _, path := range []string{"narrow", "gemm"} {
+			name := fmt.Sprintf("T=%dx%d/D=%d/%s", p.Tq, p.Tk, p.D, path)
+			setPath := func(b *testing.B) {
+				benchThreads(b)
+				if path == "gemm" {
+					old := attnSmallMaxD
+					attnSmallMaxD = 0
+					b.Cleanup(func() { attnSmallMaxD = old })
+				}
+			}
+			b.Run(name+"/forward", func(b *testing.B) {
+				setPath(b)
+				for b.Loop() {
+					be.Attention(o, lse, q, k, v, p)
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N), "µs/op")
+			})
+			b.Run(name+"/backward", func(b *testing.B) {
+				setPath(b)
+				for b.Loop() {
+					be.AttentionBackward(dq, dk, dv, do, q, k, v, o, lse, p)
+				}
+				b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(b.N), "µs/op")
+			})
+		}
+	}
+}

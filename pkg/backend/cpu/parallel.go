@@ -60,8 +60,12 @@ func parallelFor(n, cost int, fn func(lo, hi int)) {
 // Threads() goroutines that take indices one at a time; worker in
 // [0, Threads()) names the goroutine, for per-worker scratch. Use it when
 // items are few and unequal (attention query blocks under a causal mask).
-func parallelDynamic(n int, fn func(i, worker int)) {
-	nt := min(Threads(), n)
+func parallelDynamic(n int, fn func(i, worker int)) { parallelDynamicN(n, Threads(), fn) }
+
+// parallelDynamicN is parallelDynamic on at most nt goroutines (worker <
+// nt).
+func parallelDynamicN(n, nt int, fn func(i, worker int)) {
+	nt = min(nt, n)
 	if nt <= 1 {
 		for i := 0; i < n; i++ {
 			fn(i, 0)

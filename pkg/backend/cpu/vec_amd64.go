@@ -22,7 +22,7 @@ func maxAVX512(x []float32, m float32) float32
 func sigmoidAVX512(dst, x []float32, a float32)
 
 //go:noescape
-func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
+func expShiftAVX512(x []float32, shift float32) float32
 
 // useAVX512 selects the vector exp; LOCO_NOASM=1 forces the Go loop (as
 // it does for the SGEMM kernels).
@@ -37,14 +37,10 @@ func expShift(x []float32, shift float32) float32 {
 	if !useAVX512 {
 		return expShiftGo(x, shift)
 	}
-	var sums [16]float32
 	var s float32
 	n := len(x) &^ 15
 	if n > 0 {
-		expShiftAVX512(x[:n], shift, &sums)
-		for _, v := range sums {
-			s += v
-		}
+		s = expShiftAVX512(x[:n], shift)
 	}
 	if t := len(x) - n; t > 0 {
 		var pad [16]float32
@@ -53,11 +49,8 @@ func expShift(x []float32, shift float32) float32 {
 			pad[i] = negInf
 		}
 		copy(pad[:], x[n:])
-		expShiftAVX512(pad[:], shift, &sums)
+		s += expShiftAVX512(pad[:], shift)
 		copy(x[n:], pad[:t])
-		for _, v := range sums[:t] {
-			s += v
-		}
 	}
 	return s
 }
@@ -117,4 +110,56 @@ func axpy32(y, x []float32, a float32) {
 	for i, v := range x[n:] {
 		y[n+i] += a * v
 	}
+}
+
+//go:noescape
+func smallMVAVX512(s []float32, m *float32, ld int, a []float32, bias *float32) float32
+
+//go:noescape
+func smallMTVAVX512(out []float32, m *float32, ld int, p []float32)
+
+//go:noescape
+func smallGERAVX512(m *float32, ld int, a, p []float32)
+
+//go:noescape
+func smallDSAVX512(p, dp []float32, delta, scale float32)
+
+// smallMV sets s[j] = bias[j] + Σ_d a[d]·m[d·ld+j] (len(s) a multiple
+// of 16) and returns max(s).
+func smallMV(s, m []float32, ld int, a, bias []float32) float32 {
+	if !useAVX512 {
+		return smallMVGo(s, m, ld, a, bias)
+	}
+	_ = m[(len(a)-1)*ld+len(s)-1]
+	_ = bias[len(s)-1]
+	return smallMVAVX512(s, &m[0], ld, a, &bias[0])
+}
+
+// smallMTV adds Σ_j p[j]·m[d·ld+j] to out[d] (len(p) a multiple of 16).
+func smallMTV(out, m []float32, ld int, p []float32) {
+	if !useAVX512 {
+		smallMTVGo(out, m, ld, p)
+		return
+	}
+	_ = m[(len(out)-1)*ld+len(p)-1]
+	smallMTVAVX512(out, &m[0], ld, p)
+}
+
+// smallGER adds a[d]·p[j] to m[d·ld+j] (len(p) a multiple of 16).
+func smallGER(m []float32, ld int, a, p []float32) {
+	if !useAVX512 {
+		smallGERGo(m, ld, a, p)
+		return
+	}
+	_ = m[(len(a)-1)*ld+len(p)-1]
+	smallGERAVX512(&m[0], ld, a, p)
+}
+
+// smallDS sets p[j] = scale·p[j]·(dp[j] − delta) (len(p) a multiple of 16).
+func smallDS(p, dp []float32, delta, scale float32) {
+	if !useAVX512 {
+		smallDSGo(p, dp, delta, scale)
+		return
+	}
+	smallDSAVX512(p, dp[:len(p)], delta, scale)
 }

@@ -2,17 +2,16 @@
 
 #include "textflag.h"
 
-// func expShiftAVX512(x []float32, shift float32, sums *[16]float32)
+// func expShiftAVX512(x []float32, shift float32) float32
 //
-// For n = len(x) rounded down to a multiple of 16: x[i] = exp(x[i] - shift),
-// and sums[l] = the sum of lane l's results. exp as in expf: k = round(x·log2e),
+// For n = len(x) rounded down to a multiple of 16: x[i] = exp(x[i] - shift);
+// returns the sum of the results. exp as in expf: k = round(x·log2e),
 // r = x − k·ln2 (two-part ln2), e^r by a degree-6 polynomial, times 2^k by
 // VSCALEFPS (which underflows gracefully to 0). Inputs are clamped to
 // [−104, 88.72] first, so −Inf gives 0.
-TEXT ·expShiftAVX512(SB), NOSPLIT, $0-40
+TEXT ·expShiftAVX512(SB), NOSPLIT, $0-36
 	MOVQ x_base+0(FP), SI
 	MOVQ x_len+8(FP), CX
-	MOVQ sums+32(FP), DI
 	SHRQ $4, CX
 	VBROADCASTSS shift+24(FP), Z15
 
@@ -67,8 +66,16 @@ loop:
 	JNZ loop
 
 done:
-	VMOVUPS Z3, (DI)
+	VEXTRACTF32X8 $1, Z3, Y0
+	VADDPS Y0, Y3, Y3
+	VEXTRACTF128 $1, Y3, X0
+	VADDPS X0, X3, X3
+	VPERMILPS $0x4e, X3, X0
+	VADDPS X0, X3, X3
+	VPERMILPS $0xb1, X3, X0
+	VADDPS X0, X3, X3
 	VZEROUPPER
+	MOVSS X3, ret+32(FP)
 	RET
 
 // func sigmoidAVX512(dst, x []float32, a float32)

@@ -28,3 +28,10 @@ func axpy32(y, x []float32, a float32) {
 		y[i] += a * v
 	}
 }
+
+func smallMV(s, m []float32, ld int, a, bias []float32) float32 {
+	return smallMVGo(s, m, ld, a, bias)
+}
+func smallMTV(out, m []float32, ld int, p []float32) { smallMTVGo(out, m, ld, p) }
+func smallGER(m []float32, ld int, a, p []float32)   { smallGERGo(m, ld, a, p) }
+func smallDS(p, dp []float32, delta, scale float32)  { smallDSGo(p, dp, delta, scale) }
