@@ -2,8 +2,9 @@ package cpu
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
+
+	"loco/pkg/backend/cpu/sgemm"
 )
 
 // workers bounds the goroutines one op uses; SetThreads changes it.
@@ -44,16 +45,7 @@ func parallelFor(n, cost int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	for w := 1; w < nt; w++ {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(w*n/nt, (w+1)*n/nt)
-	}
-	fn(0, n/nt)
-	wg.Wait()
+	sgemm.Run(nt, func(w int) { fn(w*n/nt, (w+1)*n/nt) })
 }
 
 // parallelDynamic calls fn(i, worker) for every i in [0, n) on up to
@@ -73,8 +65,7 @@ func parallelDynamicN(n, nt int, fn func(i, worker int)) {
 		return
 	}
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	run := func(w int) {
+	sgemm.Run(nt, func(w int) {
 		for {
 			i := int(next.Add(1) - 1)
 			if i >= n {
@@ -82,11 +73,5 @@ func parallelDynamicN(n, nt int, fn func(i, worker int)) {
 			}
 			fn(i, w)
 		}
-	}
-	for w := 1; w < nt; w++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(w) }()
-	}
-	run(0)
-	wg.Wait()
+	})
 }

@@ -3,7 +3,6 @@ package sgemm
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
@@ -96,26 +95,20 @@ func GemmBatched(transA, transB bool, m, n, k int, alpha float32, a []float32, l
 		nt = batch
 	}
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < nt; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= batch {
-					return
-				}
-				ci := c[i*strideC:]
-				if k == 0 || alpha == 0 {
-					scaleC(m, n, beta, ci, ldc)
-					continue
-				}
-				gemmSerial(active, transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, ci, ldc)
+	Run(nt, func(int) {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= batch {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			ci := c[i*strideC:]
+			if k == 0 || alpha == 0 {
+				scaleC(m, n, beta, ci, ldc)
+				continue
+			}
+			gemmSerial(active, transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, ci, ldc)
+		}
+	})
 }
 
 func checkArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
@@ -183,8 +176,7 @@ func gemmParallel(kern *kernel, nt int, transA, transB bool, m, n, k int, alpha 
 		gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	var wg sync.WaitGroup
-	for w := 0; w < nt; w++ {
+	Run(nt, func(w int) {
 		lo, hi := w*units/nt, (w+1)*units/nt
 		if splitRows {
 			r0, r1 := lo*kern.mr, min(hi*kern.mr, m)
@@ -194,33 +186,14 @@ func gemmParallel(kern *kernel, nt int, transA, transB bool, m, n, k int, alpha 
 			} else {
 				aw = a[r0*lda:]
 			}
-			cw := c[r0*ldc:]
-			if w < nt-1 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					gemmSerial(kern, transA, transB, r1-r0, n, k, alpha, aw, lda, b, ldb, beta, cw, ldc)
-				}()
-			} else {
-				gemmSerial(kern, transA, transB, r1-r0, n, k, alpha, aw, lda, b, ldb, beta, cw, ldc)
-			}
-			continue
+			gemmSerial(kern, transA, transB, r1-r0, n, k, alpha, aw, lda, b, ldb, beta, c[r0*ldc:], ldc)
+			return
 		}
 		c0, c1 := lo*kern.nr, min(hi*kern.nr, n)
 		bw := b[c0:]
 		if transB {
 			bw = b[c0*ldb:]
 		}
-		cw := c[c0:]
-		if w < nt-1 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				gemmSerial(kern, transA, transB, m, c1-c0, k, alpha, a, lda, bw, ldb, beta, cw, ldc)
-			}()
-		} else {
-			gemmSerial(kern, transA, transB, m, c1-c0, k, alpha, a, lda, bw, ldb, beta, cw, ldc)
-		}
-	}
-	wg.Wait()
+		gemmSerial(kern, transA, transB, m, c1-c0, k, alpha, a, lda, bw, ldb, beta, c[c0:], ldc)
+	})
 }
