@@ -75,13 +75,9 @@ modules match no SD 1.x layer (SDXL, SD 2.x) are refused with the list.`,
 				if err != nil {
 					return err
 				}
-				var nets []merge.Input
-				for _, a := range c.Args().Slice() {
-					in, err := merge.ParseInput(a)
-					if err != nil {
-						return cli.Usagef("%v", err)
-					}
-					nets = append(nets, in)
+				nets, err := parseInputs(c.Args().Slice())
+				if err != nil {
+					return err
 				}
 				prog := cli.NewProgress(mode, stderr, "loco-merge: writing", 0)
 				opt := merge.ApplyOptions{Base: c.String("base"), Networks: nets, Output: c.String("output"), Precision: prec}
@@ -164,13 +160,9 @@ of Σσ); --rank (and --conv-rank) cap them.`,
 				if err != nil {
 					return err
 				}
-				var nets []merge.Input
-				for _, a := range c.Args().Slice() {
-					in, err := merge.ParseInput(a)
-					if err != nil {
-						return cli.Usagef("%v", err)
-					}
-					nets = append(nets, in)
+				nets, err := parseInputs(c.Args().Slice())
+				if err != nil {
+					return err
 				}
 				r, err := merge.Combine(nets, c.String("output"), o)
 				if err != nil {
@@ -259,6 +251,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		},
 	}
 	return cli.Run(app, args, stdout, stderr)
+}
+
+// parseInputs parses the NETWORK[:WEIGHT] arguments; a bad one is a usage
+// error.
+func parseInputs(args []string) ([]merge.Input, error) {
+	var nets []merge.Input
+	for _, a := range args {
+		in, err := merge.ParseInput(a)
+		if err != nil {
+			return nil, cli.Usagef("%v", err)
+		}
+		nets = append(nets, in)
+	}
+	return nets, nil
 }
 
 func parsePrecision(s string) (safetensors.DType, error) {
