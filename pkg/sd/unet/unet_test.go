@@ -1,13 +1,7 @@
 package unet
 
 import (
-	"bufio"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"testing"
 
 	"loco/pkg/backend/cpu"
@@ -15,6 +9,7 @@ import (
 	"loco/pkg/nn"
 	"loco/pkg/safetensors"
 	"loco/pkg/sd"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -23,44 +18,23 @@ const prefix = "model.diffusion_model."
 // TestKeysSD15 builds the real-size UNet in shape-only mode and compares its
 // key and shape list with golden/sd15/unet_keys.tsv.
 func TestKeysSD15(t *testing.T) {
-	root, ok := golden.Root()
+	path, ok := golden.Shared("golden/sd15/unet_keys.tsv")
 	if !ok {
-		t.Skip("golden folder not found: skipping the SD 1.5 key list")
+		t.Skip("../shared/golden/sd15/unet_keys.tsv not found")
 	}
-	f, err := os.Open(filepath.Join(root, "sd15", "unet_keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var want []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
-			want = append(want, line)
-		}
-	}
+	want := sdtest.ReadKeyList(t, path)
 	b := nn.NewBuilder(prefix, nil)
 	if _, err := New(b, DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	got := sdtest.SpecLines(b.Params())
+	if len(got) != len(want) {
+		t.Errorf("declared %d keys, list has %d", len(got), len(want))
+	}
+	sdtest.DiffLists(t, "unet keys", got, want)
 	total := 0
 	for _, p := range b.Params() {
-		dims := make([]string, len(p.Shape))
-		for i, d := range p.Shape {
-			dims[i] = strconv.Itoa(d)
-		}
-		got = append(got, p.Key+"\t"+strings.Join(dims, ","))
 		total += p.Shape.Numel()
-	}
-	sort.Strings(got)
-	if len(got) != len(want) {
-		t.Errorf("got %d keys, want %d", len(got), len(want))
-	}
-	for i := 0; i < len(got) && i < len(want); i++ {
-		if got[i] != want[i] {
-			t.Fatalf("key %d: got %q, want %q", i, got[i], want[i])
-		}
 	}
 	if total != 859520964 {
 		t.Errorf("parameter count %d, want 859520964", total)
