@@ -97,20 +97,17 @@ func tinyRun(t testing.TB, dir string, mutate func(*Options)) (*Trainer, trainte
 	return tr, lat
 }
 
-func TestLossFallsOnFixedBatch(t *testing.T) {
-	tr, _ := tinyRun(t, t.TempDir(), func(o *Options) {
-		o.LearningRate = 3e-3
-		o.LRScheduler = "constant"
-		o.LRWarmup = 0
-		o.MultiresIterations = 0
-	})
+// fixedBatchLosses trains n updates on the first batch of epoch 0 and
+// returns the loss before each.
+func fixedBatchLosses(t *testing.T, tr *Trainer, n int) []float64 {
+	t.Helper()
 	bs := tr.Plan.EpochBatches(tr.Opt.Seed, 0)
 	in, err := tr.BatchInputs(0, 0, bs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	var losses []float64
-	for s := 0; s < 30; s++ {
+	losses := make([]float64, 0, n)
+	for range n {
 		l, err := tr.ForwardBackward(in, 1)
 		if err != nil {
 			t.Fatal(err)
@@ -121,6 +118,17 @@ func TestLossFallsOnFixedBatch(t *testing.T) {
 		}
 		tr.Step++
 	}
+	return losses
+}
+
+func TestLossFallsOnFixedBatch(t *testing.T) {
+	tr, _ := tinyRun(t, t.TempDir(), func(o *Options) {
+		o.LearningRate = 3e-3
+		o.LRScheduler = "constant"
+		o.LRWarmup = 0
+		o.MultiresIterations = 0
+	})
+	losses := fixedBatchLosses(t, tr, 30)
 	first, last := losses[0], losses[len(losses)-1]
 	t.Logf("loss %v → %v", first, last)
 	if !(last < 0.7*first) {
@@ -269,23 +277,7 @@ func TestLoHaAndTuckerRuns(t *testing.T) {
 				o.MultiresIterations = 0
 				o.Epochs = 1
 			})
-			bs := tr.Plan.EpochBatches(tr.Opt.Seed, 0)
-			in, err := tr.BatchInputs(0, 0, bs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			var losses []float64
-			for s := 0; s < 15; s++ {
-				l, err := tr.ForwardBackward(in, 1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				losses = append(losses, l)
-				if _, _, err := tr.update(); err != nil {
-					t.Fatal(err)
-				}
-				tr.Step++
-			}
+			losses := fixedBatchLosses(t, tr, 15)
 			if !(losses[len(losses)-1] < 0.9*losses[0]) {
 				t.Errorf("loss did not fall: %v", losses)
 			}
