@@ -13,7 +13,6 @@ import (
 	"loco/pkg/backend/cpu"
 	"loco/pkg/golden"
 	"loco/pkg/lycoris"
-	"loco/pkg/manifest"
 	"loco/pkg/nn"
 	"loco/pkg/safetensors"
 	"loco/pkg/sd"
@@ -252,7 +251,6 @@ func TestNaNLossStops(t *testing.T) {
 			t.Fatal("the saved state holds NaN parameters")
 		}
 	}
-	_ = manifest.SchemaVersion
 }
 
 // TestLoHaAndTuckerRuns trains the scaled-down recipe with algo=loha and
