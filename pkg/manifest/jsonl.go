@@ -77,6 +77,12 @@ func (r *Reader) parse(b []byte) (*Record, error) {
 	if err := json.Unmarshal(b, &keys); err != nil {
 		return nil, r.errorf("invalid JSON: %v", jsonErr(err))
 	}
+	// A newer schema may have renamed or dropped fields: say so before
+	// naming a missing one.
+	var version int
+	if v, ok := keys["schema"]; ok && json.Unmarshal(v, &version) == nil && version > SchemaVersion {
+		return nil, r.errorf("record schema version %d is newer than this loco understands (%d)", version, SchemaVersion)
+	}
 	for _, f := range append([]string{"schema", "path"}, r.required...) {
 		if v, ok := keys[f]; !ok || string(v) == "null" {
 			return nil, r.errorf("record lacks the field %q", f)

@@ -95,6 +95,7 @@ func TestReaderErrorsNameTheLine(t *testing.T) {
 		{"null required", `{"schema":1,"path":"b.png","width":3,"height":null}`, 1, `lacks the field "height"`},
 		{"wrong type", `{"schema":1,"path":"b.png","width":"wide","height":3}`, 1, `field "width"`},
 		{"newer schema", `{"schema":99,"path":"b.png","width":3,"height":3}`, 1, "newer"},
+		{"newer schema, other fields", `{"schema":2,"path":"b.png"}`, 1, "schema version 2 is newer"},
 		{"bad schema", `{"schema":0,"path":"b.png","width":3,"height":3}`, 1, "invalid schema"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
