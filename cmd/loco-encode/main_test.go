@@ -11,45 +11,10 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"loco/pkg/dataset/datasettest"
-	"loco/pkg/nn"
-	"loco/pkg/safetensors"
-	"loco/pkg/sd"
-	"loco/pkg/sd/vae"
+	"loco/pkg/latentcache/encode/encodetest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden outputs in testdata/*.txtar")
-
-// tinyVAE is the smallest SD-shaped VAE: 32 channels (GroupNorm's 32
-// groups), four levels (factor 8), one block per level.
-func tinyVAE() vae.Config {
-	c := vae.DefaultConfig()
-	c.Ch, c.ChMult, c.NumResBlocks = 32, []int{1, 1, 1, 1}, 1
-	return c
-}
-
-// writeVAE writes a VAE-only checkpoint with random weights (seed) and
-// every key of the tiny config; drop names a key to leave out, and
-// reshape one to give a wrong shape.
-func writeVAE(path string, seed uint64, drop, reshape string) error {
-	b := nn.NewBuilder(vae.Prefix, nil)
-	vae.New(b, tinyVAE())
-	var ts []safetensors.Tensor
-	for _, p := range b.Params() {
-		shape := []int(p.Shape)
-		if p.Key == drop {
-			continue
-		}
-		if p.Key == reshape {
-			shape = append([]int{shape[0] + 1}, shape[1:]...)
-		}
-		t, err := safetensors.FromFloat32(p.Key, safetensors.F16, shape, sd.RandomValues(seed, p.Key, shape))
-		if err != nil {
-			return err
-		}
-		ts = append(ts, t)
-	}
-	return safetensors.WriteFile(path, ts, nil)
-}
 
 func fail(err error) {
 	if err != nil {
@@ -90,7 +55,7 @@ func TestMain(m *testing.M) {
 					reshape = os.Args[4]
 				}
 			}
-			fail(writeVAE(os.Args[1], seed, drop, reshape))
+			fail(encodetest.WriteVAE(os.Args[1], encodetest.TinyVAE(), seed, encodetest.Faults{Drop: drop, Reshape: reshape}))
 		},
 		// damage DIR flip|truncate: flips a byte in the middle of the first
 		// shard of the cache DIR, or cuts its last 10 bytes.

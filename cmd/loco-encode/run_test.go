@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"loco/pkg/imageio"
 	"loco/pkg/latentcache"
 	"loco/pkg/latentcache/encode"
+	"loco/pkg/latentcache/encode/encodetest"
 	"loco/pkg/manifest"
 	"loco/pkg/tensor"
 )
@@ -184,8 +184,8 @@ func TestRoundTripGoldenVAE(t *testing.T) {
 				t.Fatal(err)
 			}
 			what := fmt.Sprintf("%s flip=%t", r.Path, flip)
-			checkF16(t, what+" mean", gm, wm)
-			checkF16(t, what+" logvar", gl, wl)
+			encodetest.CloseF16(t, what+" mean", gm, wm)
+			encodetest.CloseF16(t, what+" logvar", gl, wl)
 		}
 	}
 }
@@ -197,27 +197,6 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// checkF16 fails unless got is want stored as fp16 (2^-10 relative, or
-// 1e-4 of the largest magnitude for values near zero).
-func checkF16(t *testing.T, what string, got, want []float32) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	scale := 0.0
-	for _, v := range want {
-		scale = max(scale, math.Abs(float64(v)))
-	}
-	if scale == 0 {
-		t.Fatalf("%s: reference is all zero", what)
-	}
-	for i := range got {
-		if d := math.Abs(float64(got[i] - want[i])); d > math.Abs(float64(want[i]))/1024+1e-4*scale {
-			t.Fatalf("%s[%d] = %g, direct encode %g", what, i, got[i], want[i])
-		}
-	}
 }
 
 // TestKillAndRerun runs loco-encode as a separate process over enough
@@ -235,7 +214,7 @@ func TestKillAndRerun(t *testing.T) {
 	const n = 48
 	recs := writeImages(t, dir, n, [][4]int{{128, 128, 128, 128}, {144, 128, 128, 128}, {128, 160, 128, 152}})
 	vaePath := filepath.Join(dir, "vae.safetensors")
-	if err := writeVAE(vaePath, 1, "", ""); err != nil {
+	if err := encodetest.WriteVAE(vaePath, encodetest.TinyVAE(), 1, encodetest.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(dir, "cache")

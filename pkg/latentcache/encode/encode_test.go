@@ -3,7 +3,6 @@ package encode
 import (
 	"image"
 	"image/color"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,55 +12,30 @@ import (
 	"loco/pkg/dataset/datasettest"
 	"loco/pkg/golden"
 	"loco/pkg/latentcache"
+	"loco/pkg/latentcache/encode/encodetest"
 	"loco/pkg/manifest"
-	"loco/pkg/nn"
 	"loco/pkg/safetensors"
-	"loco/pkg/sd"
 	"loco/pkg/sd/vae"
 	"loco/pkg/tensor"
 )
 
-// tinyConfig is the smallest SD-shaped VAE (32 channels for GroupNorm's 32
-// groups, four levels for the factor 8, one block per level).
-func tinyConfig() vae.Config {
-	c := vae.DefaultConfig()
-	c.Ch, c.ChMult, c.NumResBlocks = 32, []int{1, 1, 1, 1}, 1
-	return c
-}
-
-// writeTinyVAE writes a VAE checkpoint with random weights (seed) and every
-// key of cfg, plus the extra tensors given (e.g. a UNet key), in order.
-func writeTinyVAE(t *testing.T, path string, cfg vae.Config, seed uint64, skip string, extra ...safetensors.Tensor) {
-	t.Helper()
-	b := nn.NewBuilder(vae.Prefix, nil)
-	vae.New(b, cfg)
-	ts := append([]safetensors.Tensor(nil), extra...)
-	for _, p := range b.Params() {
-		if p.Key == skip {
-			continue
-		}
-		x, err := safetensors.FromFloat32(p.Key, safetensors.F16, p.Shape, sd.RandomValues(seed, p.Key, p.Shape))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts = append(ts, x)
-	}
-	if err := safetensors.WriteFile(path, ts, nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestConfigAndHash(t *testing.T) {
 	dir := t.TempDir()
-	cfg := tinyConfig()
+	cfg := encodetest.TinyVAE()
 	cfg.ChMult = []int{1, 2, 2, 4}
 	cfg.NumResBlocks = 2
 	a, b, c := filepath.Join(dir, "a.safetensors"), filepath.Join(dir, "b.safetensors"), filepath.Join(dir, "c.safetensors")
-	writeTinyVAE(t, a, cfg, 1, "")
+	if err := encodetest.WriteVAE(a, cfg, 1, encodetest.Faults{}); err != nil {
+		t.Fatal(err)
+	}
 	// The same VAE weights inside a "checkpoint" with another model's key.
 	other, _ := safetensors.FromFloat32("model.diffusion_model.out.0.weight", safetensors.F32, []int{3}, []float32{1, 2, 3})
-	writeTinyVAE(t, b, cfg, 1, "", other)
-	writeTinyVAE(t, c, cfg, 2, "")
+	if err := encodetest.WriteVAE(b, cfg, 1, encodetest.Faults{Extra: []safetensors.Tensor{other}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := encodetest.WriteVAE(c, cfg, 2, encodetest.Faults{}); err != nil {
+		t.Fatal(err)
+	}
 
 	hash := func(p string) (string, vae.Config) {
 		f, err := safetensors.Open(p)
@@ -94,7 +68,9 @@ func TestConfigAndHash(t *testing.T) {
 
 	// A missing key is an error naming it, before anything is encoded.
 	d := filepath.Join(dir, "d.safetensors")
-	writeTinyVAE(t, d, cfg, 1, vae.Prefix+"encoder.mid.attn_1.q.weight")
+	if err := encodetest.WriteVAE(d, cfg, 1, encodetest.Faults{Drop: vae.Prefix + "encoder.mid.attn_1.q.weight"}); err != nil {
+		t.Fatal(err)
+	}
 	_, err := LoadVAE(d, tensor.NewEngine(cpu.New()))
 	if err == nil || !strings.Contains(err.Error(), "encoder.mid.attn_1.q.weight") || !strings.Contains(err.Error(), d) {
 		t.Fatalf("LoadVAE without a key: %v, want an error naming the file and the key", err)
@@ -220,29 +196,6 @@ func goldenVAE(t *testing.T) *golden.Case {
 	return c
 }
 
-// closeF16 fails unless got is want rounded to fp16: each value within
-// 2^-10 relative (half-ulp is 2^-11; the rest allows for the direct run's
-// own float32 rounding), or within 1e-4 of the largest value near zero.
-func closeF16(t *testing.T, what string, got, want []float32) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	scale := 0.0
-	for _, w := range want {
-		scale = max(scale, math.Abs(float64(w)))
-	}
-	for i := range got {
-		d := math.Abs(float64(got[i] - want[i]))
-		if d > math.Abs(float64(want[i]))/1024+1e-4*scale {
-			t.Fatalf("%s[%d] = %g, want %g (difference %g beyond fp16 rounding)", what, i, got[i], want[i], d)
-		}
-	}
-	if golden.Norm(want) == 0 {
-		t.Fatalf("%s: the reference is all zero", what)
-	}
-}
-
 // TestGoldenRoundTrip encodes pictures with the tiny golden VAE (the
 // weights PyTorch's reference outputs came from), stores them in a cache,
 // reads them back from a fresh Open and compares with a direct vae.Encode
@@ -355,8 +308,8 @@ func TestGoldenRoundTrip(t *testing.T) {
 			}
 			wm, wl := direct(src)
 			what := map[bool]string{false: "", true: " (flipped)"}[flip]
-			closeF16(t, "image "+string(rune('0'+i))+" mean"+what, gotM, wm)
-			closeF16(t, "image "+string(rune('0'+i))+" logvar"+what, gotL, wl)
+			encodetest.CloseF16(t, "image "+string(rune('0'+i))+" mean"+what, gotM, wm)
+			encodetest.CloseF16(t, "image "+string(rune('0'+i))+" logvar"+what, gotL, wl)
 		}
 		// The mirrored image is a different latent, not a copy.
 		m0, _, _ := ent.Latent(false)
