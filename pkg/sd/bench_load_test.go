@@ -16,6 +16,7 @@ import (
 	"loco/pkg/safetensors"
 	"loco/pkg/sd"
 	"loco/pkg/sd/clip"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/sd/unet"
 	"loco/pkg/sd/vae"
 	"loco/pkg/tensor"
@@ -106,7 +107,7 @@ func BenchmarkLoadSD15(b *testing.B) {
 		debug.FreeOSMemory()
 		resetPeakRSS(b)
 		b.StartTimer()
-		start, c0 := time.Now(), cpuTime()
+		start, c0 := time.Now(), sdtest.CPUTime()
 
 		ck, err := sd.OpenCheckpoint(path)
 		if err != nil {
@@ -132,7 +133,7 @@ func BenchmarkLoadSD15(b *testing.B) {
 		}
 
 		secs += time.Since(start).Seconds()
-		cpus += (cpuTime() - c0).Seconds()
+		cpus += (sdtest.CPUTime() - c0).Seconds()
 		b.StopTimer()
 		s := procStatus(b, "VmHWM", "RssAnon", "RssFile")
 		peak += s["VmHWM"] / 1e6 // kB -> GB

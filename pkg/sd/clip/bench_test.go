@@ -29,11 +29,11 @@ func BenchmarkEncode77(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), sdtest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		e.NoGrad(func() { _ = m.Encode([][]int32{ids}, 1).Float32s() })
 		e.EndStep()
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
-	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(sdtest.CPUTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 }

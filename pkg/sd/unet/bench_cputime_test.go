@@ -8,6 +8,7 @@ import (
 	"loco/pkg/backend/cpu"
 	"loco/pkg/nn"
 	"loco/pkg/sd"
+	"loco/pkg/sd/sdtest"
 	"loco/pkg/tensor"
 )
 
@@ -34,7 +35,7 @@ func BenchmarkForwardSD15CPUTime(b *testing.B) {
 		return v
 	}
 	x, ctx := randn(4*64*64), randn(77*768)
-	c0 := cpuTime()
+	c0 := sdtest.CPUTime()
 	for b.Loop() {
 		e.NoGrad(func() {
 			u.Forward(e.FromFloat32(x, 1, 4, 64, 64), []float32{500}, e.FromFloat32(ctx, 1, 77, 768))
@@ -43,5 +44,5 @@ func BenchmarkForwardSD15CPUTime(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(b.Elapsed().Seconds()/n, "s/forward")
-	b.ReportMetric((cpuTime()-c0).Seconds()/n, "cpu-s/forward")
+	b.ReportMetric((sdtest.CPUTime()-c0).Seconds()/n, "cpu-s/forward")
 }

@@ -24,7 +24,7 @@ func BenchmarkEncode512(b *testing.B) {
 	}
 	img := sdtest.Randn(2, 3*512*512)
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), sdtest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		x := e.FromFloat32(img, 1, 3, 512, 512)
 		e.NoGrad(func() {
@@ -34,7 +34,7 @@ func BenchmarkEncode512(b *testing.B) {
 		e.EndStep()
 	}
 	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/op")
-	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(sdtest.CPUTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(1.12e12*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s") // 1.12 TFLOP per encode
 	b.ReportMetric(float64(cb.peak)/1e6, "peak-MB")
 }
@@ -46,12 +46,12 @@ func BenchmarkDecode64(b *testing.B) {
 	v := vae.New(bl, vae.DefaultConfig())
 	z := sdtest.Randn(3, 4*64*64)
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), sdtest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		x := e.FromFloat32(z, 1, 4, 64, 64)
 		e.NoGrad(func() { _ = v.Decode(x).Float32s() })
 		e.EndStep()
 	}
 	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/op")
-	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(sdtest.CPUTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 }

@@ -1,15 +1,15 @@
 //go:build unix
 
-package unet
+package sdtest
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime is the process's user+system CPU time so far: on a shared
+// CPUTime is the process's user+system CPU time so far: on a shared
 // machine, CPU seconds per op are steadier than wall time.
-func cpuTime() time.Duration {
+func CPUTime() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0
