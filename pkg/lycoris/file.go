@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -148,7 +149,7 @@ func ReadFile(path string) (*File, error) {
 				return nil, fmt.Errorf("%s: module %s mixes LoHa and LoCon tensors", path, m.Name)
 			case m.W1a == nil || m.W1b == nil || m.W2a == nil || m.W2b == nil:
 				return nil, fmt.Errorf("%s: module %s lacks one of hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b", path, m.Name)
-			case len(m.W1aShape) != 2 || len(m.W1bShape) != 2 || !equalInts(m.W1aShape, m.W2aShape) || !equalInts(m.W1bShape, m.W2bShape) ||
+			case len(m.W1aShape) != 2 || len(m.W1bShape) != 2 || !slices.Equal(m.W1aShape, m.W2aShape) || !slices.Equal(m.W1bShape, m.W2bShape) ||
 				m.W1aShape[1] != m.W1bShape[0]:
 				return nil, fmt.Errorf("%s: module %s: LoHa shapes %v %v %v %v do not chain", path, m.Name, m.W1aShape, m.W1bShape, m.W2aShape, m.W2bShape)
 			}
@@ -230,18 +231,6 @@ func (n *Network) Load(f *File) error {
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Tensors returns the network's file tensors (lora_down, lora_up, lora_mid

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,7 +160,7 @@ func Combine(inputs []Input, out string, o RankOptions) (*CombineReport, error) 
 			if m.Factors.LoHa {
 				return nil, fmt.Errorf("%s: module %s is LoHa: combine works on LoCon (lora_up/lora_down) networks", in.Path, m.Module.Name)
 			}
-			if l := layers[m.Module.Name]; l != nil && !equalShape(l.Shape, m.Layer.Shape) {
+			if l := layers[m.Module.Name]; l != nil && !slices.Equal(l.Shape, m.Layer.Shape) {
 				return nil, fmt.Errorf("%s: module %s changes a %v weight, an earlier network's changes %v", in.Path, m.Module.Name, m.Layer.Shape, l.Shape)
 			}
 			layers[m.Module.Name] = m.Layer
@@ -327,7 +328,7 @@ func Extract(out string, o ExtractOptions) (*ExtractReport, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: missing tensor %s, which the base has", o.Tuned, l.Key)
 		}
-		if !equalShape(info.Shape, l.Shape) {
+		if !slices.Equal(info.Shape, l.Shape) {
 			return nil, fmt.Errorf("%s: tensor %s has shape %v, the base's is %v", o.Tuned, l.Key, info.Shape, l.Shape)
 		}
 		w0, err := bc.F.ReadFloat32(l.Key)

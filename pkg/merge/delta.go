@@ -3,6 +3,7 @@ package merge
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"loco/pkg/lycoris"
@@ -40,7 +41,7 @@ func FactorsFor(m *lycoris.FileModule, l *Layer) (*Factors, error) {
 		return fmt.Errorf("module %s (layer %s %v): %s", m.Name, l.Key, l.Shape, fmt.Sprintf(format, args...))
 	}
 	if m.IsLoHa() {
-		if !equalShape(m.W1aShape, []int{l.Out(), r}) || !equalShape(m.W1bShape, []int{r, l.Cols()}) {
+		if !slices.Equal(m.W1aShape, []int{l.Out(), r}) || !slices.Equal(m.W1bShape, []int{r, l.Cols()}) {
 			return nil, bad("LoHa hada_w1_a %v, hada_w1_b %v, want [%d, %d] and [%d, %d]", m.W1aShape, m.W1bShape, l.Out(), r, r, l.Cols())
 		}
 		return &Factors{Out: l.Out(), R: r, Cols: l.Cols(), Kernel: l.Kernel, LoHa: true,
@@ -57,7 +58,7 @@ func FactorsFor(m *lycoris.FileModule, l *Layer) (*Factors, error) {
 		if !l.Conv || l.Kernel == 1 {
 			return nil, bad("lora_mid (Tucker) on a %s layer", kind(l))
 		}
-		if !equalShape(m.DownShape, []int{r, l.In(), 1, 1}) || !equalShape(m.MidShape, []int{r, r, l.Kernel, l.Kernel}) {
+		if !slices.Equal(m.DownShape, []int{r, l.In(), 1, 1}) || !slices.Equal(m.MidShape, []int{r, r, l.Kernel, l.Kernel}) {
 			return nil, bad("Tucker lora_down %v, lora_mid %v, want [%d, %d, 1, 1] and [%d, %d, %d, %d]",
 				m.DownShape, m.MidShape, r, l.In(), r, r, l.Kernel, l.Kernel)
 		}

@@ -3,6 +3,7 @@ package merge
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -272,7 +273,7 @@ func (s *moduleShapes) check(name string, l *Layer) error {
 	wantUp := numel(s.up) == l.Out()*r && s.up[0] == l.Out()
 	var wantDown bool
 	if s.mid != nil {
-		wantDown = l.Conv && l.Kernel > 1 && equalShape(s.down, []int{r, l.In(), 1, 1}) && equalShape(s.mid, []int{r, r, l.Kernel, l.Kernel})
+		wantDown = l.Conv && l.Kernel > 1 && slices.Equal(s.down, []int{r, l.In(), 1, 1}) && slices.Equal(s.mid, []int{r, r, l.Kernel, l.Kernel})
 	} else {
 		wantDown = numel(s.down) == r*l.Cols() && s.down[1] == l.In() && l.Conv == (len(s.down) == 4)
 	}

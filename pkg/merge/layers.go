@@ -3,6 +3,7 @@ package merge
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,7 +149,7 @@ func CheckpointTable(f *safetensors.File) (*Table, error) {
 		switch {
 		case !ok:
 			missing = append(missing, l.Key)
-		case !equalShape(info.Shape, l.Shape):
+		case !slices.Equal(info.Shape, l.Shape):
 			return nil, fmt.Errorf("%s: tensor %s has shape %v, the model built from the checkpoint's sizes wants %v", f.Path(), l.Key, info.Shape, l.Shape)
 		}
 	}
@@ -311,18 +312,6 @@ func clipConfigOf(f *safetensors.File) (*clip.Config, string, error) {
 		return nil, "", fmt.Errorf("%s: text encoder: %w", f.Path(), err)
 	}
 	return &cfg, prefix, nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func numel(s []int) int {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -170,7 +171,7 @@ func TestResize1x1UsesLinearRank(t *testing.T) {
 	if n1.Rank() != 6 || n3.Rank() != 2 {
 		t.Errorf("1×1 got rank %d (want 6), 3×3 got %d (want 2)", n1.Rank(), n3.Rank())
 	}
-	if !equalShape(n1.DownShape, []int{6, 16, 1, 1}) || !equalShape(n3.DownShape, []int{2, 16, 3, 3}) || !equalShape(n3.UpShape, []int{16, 2, 1, 1}) {
+	if !slices.Equal(n1.DownShape, []int{6, 16, 1, 1}) || !slices.Equal(n3.DownShape, []int{2, 16, 3, 3}) || !slices.Equal(n3.UpShape, []int{16, 2, 1, 1}) {
 		t.Errorf("shapes %v %v %v", n1.DownShape, n3.DownShape, n3.UpShape)
 	}
 }

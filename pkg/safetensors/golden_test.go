@@ -135,7 +135,7 @@ func checkGoldenFile(t *testing.T, path string) {
 				t.Errorf("case.json lists %q, not in the file", name)
 				continue
 			}
-			if info.DType != dtypes[want.DType] || !equalShapes(info.Shape, want.Shape) {
+			if info.DType != dtypes[want.DType] || !slices.Equal(info.Shape, want.Shape) {
 				t.Errorf("%q: file has %s %v, case.json says %s %v", name, info.DType, info.Shape, want.DType, want.Shape)
 			}
 		}
@@ -173,7 +173,7 @@ func checkGoldenFile(t *testing.T, path string) {
 		for _, tt := range tensors {
 			got, err := h.ReadRaw(tt.Name)
 			info, _ := h.Info(tt.Name)
-			if err != nil || !bytes.Equal(got, tt.Data) || info.DType != tt.DType || !equalShapes(info.Shape, tt.Shape) {
+			if err != nil || !bytes.Equal(got, tt.Data) || info.DType != tt.DType || !slices.Equal(info.Shape, tt.Shape) {
 				t.Fatalf("%q did not survive re-encoding: %v", tt.Name, err)
 			}
 		}
@@ -190,16 +190,4 @@ func checkGoldenFile(t *testing.T, path string) {
 	if len(out) != len(raw) || !bytes.Equal(out[n:], raw[n:]) || !bytes.Equal(out[:8], raw[:8]) {
 		t.Errorf("re-encoded file differs from the original beyond metadata key order")
 	}
-}
-
-func equalShapes(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
