@@ -65,6 +65,30 @@ func BenchmarkConv3x3(b *testing.B) {
 	}
 }
 
+// BenchmarkConvBackwardDataDown: the input gradient of a LoCon down
+// projection (3×3, 320 → 4 channels) at SD's first level, on the flipped
+// kernel path it takes and on the GEMM + col2im path (old=true).
+func BenchmarkConvBackwardDataDown(b *testing.B) {
+	p := tensor.ConvParams{N: 1, C: 320, H: 64, W: 64, K: 4, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}
+	be := New()
+	w := Float32s(benchStorage(be, p.K*p.C*p.R*p.S, 2))
+	dy := Float32s(benchStorage(be, p.N*p.K*p.P()*p.Q(), 4))
+	dx := Float32s(be.Alloc(tensor.F32, p.N*p.C*p.H*p.W))
+	for _, old := range []bool{false, true} {
+		b.Run(fmt.Sprintf("old=%v", old), func(b *testing.B) {
+			benchThreads(b)
+			for b.Loop() {
+				if old {
+					be.convBackwardDataCol2im(dx, dy, w, p, p.P(), p.Q())
+				} else {
+					be.convBackwardDataFlipped(dx, dy, w, p, p.P(), p.Q())
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/op")
+		})
+	}
+}
+
 // BenchmarkAttention: 8 heads × 4096 tokens × 40 dims (the first UNet
 // level at 512 px). FLOPs are the algorithm's matrix products: 4·T²·D per
 // head forward (QKᵀ, PV), 8·T²·D backward (dV, dP, dQ, dK; the recomputed

@@ -49,6 +49,7 @@ var convCases = []tensor.ConvParams{
 	{N: 2, C: 2, H: 6, W: 5, K: 3, R: 5, S: 5, StrideH: 1, StrideW: 1, PadH: 2, PadW: 2}, // "same", pad 2
 	{N: 1, C: 3, H: 4, W: 6, K: 2, R: 3, S: 1, StrideH: 1, StrideW: 1, PadH: 1, PadW: 0}, // "same", R ≠ S
 	{N: 1, C: 2, H: 2, W: 3, K: 2, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}, // image smaller than a band edge
+	{N: 2, C: 3, H: 7, W: 6, K: 4, R: 4, S: 2, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1}, // even kernel: output 6×7, flipped padding 2×0
 }
 
 func TestConv(t *testing.T) {

@@ -65,15 +65,31 @@ func (b *Backend) SumSquares(x tensor.Storage) float64 {
 	var mu sync.Mutex
 	var total float64
 	parallelFor(len(xs), 1, func(lo, hi int) {
-		var acc float64
-		for _, v := range xs[lo:hi] {
-			acc += float64(v) * float64(v)
-		}
+		acc := sumSquares(xs[lo:hi])
 		mu.Lock()
 		total += acc
 		mu.Unlock()
 	})
 	return total
+}
+
+// sumSquares is Σ x² in float64 over four independent accumulators (the
+// single-accumulator loop waits on each add's latency).
+func sumSquares(x []float32) float64 {
+	var a0, a1, a2, a3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		f0, f1, f2, f3 := float64(v[0]), float64(v[1]), float64(v[2]), float64(v[3])
+		a0 += f0 * f0
+		a1 += f1 * f1
+		a2 += f2 * f2
+		a3 += f3 * f3
+	}
+	for ; i < len(x); i++ {
+		a0 += float64(x[i]) * float64(x[i])
+	}
+	return (a0 + a1) + (a2 + a3)
 }
 
 // AdamW takes one torch.optim.AdamW step in place. The per-element

@@ -541,3 +541,24 @@ func TestAxpy32(t *testing.T) {
 		near(t, fmt.Sprintf("axpy32 n=%d", n), y, want, 1e-7)
 	}
 }
+
+// TestScale covers the copy path (alpha 1, used by the tape to hand a
+// gradient over) and the multiply loop, on lengths below and above the
+// parallel threshold.
+func TestScale(t *testing.T) {
+	b := New()
+	r := newRand(5)
+	for _, n := range []int{1, 17, minParallelWork + 3} {
+		x := randn(r, n)
+		for _, alpha := range []float32{1, -0.5, 3} {
+			y := nanStorage(b, n)
+			b.Scale(y, up(b, x), alpha)
+			got := Float32s(y)
+			for i := range x {
+				if got[i] != alpha*x[i] {
+					t.Fatalf("scale n=%d alpha=%g: y[%d] = %g, want %g", n, alpha, i, got[i], alpha*x[i])
+				}
+			}
+		}
+	}
+}
