@@ -44,6 +44,19 @@ func BenchmarkForwardTinyGolden(b *testing.B) {
 // (512 px), batch 1, context 77×768, random weights (0.80 TFLOP). It runs
 // only with LOCO_BENCH_SD15=1.
 func BenchmarkForwardSD15(b *testing.B) {
+	forward := sd15Forward(b)
+	for b.Loop() {
+		forward()
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(sec, "s/forward")
+	b.ReportMetric(0.80e12/sec/1e9, "GFLOP/s")
+}
+
+// sd15Forward builds the real-size UNet with random weights and returns one
+// forward at a 64×64 latent, batch 1, context 77×768; it skips b unless
+// LOCO_BENCH_SD15=1.
+func sd15Forward(b *testing.B) func() {
 	if os.Getenv("LOCO_BENCH_SD15") == "" {
 		b.Skip("set LOCO_BENCH_SD15=1 to run the real-size forward")
 	}
@@ -61,13 +74,10 @@ func BenchmarkForwardSD15(b *testing.B) {
 		return v
 	}
 	x, ctx := randn(4*64*64), randn(77*768)
-	for b.Loop() {
+	return func() {
 		e.NoGrad(func() {
 			u.Forward(e.FromFloat32(x, 1, 4, 64, 64), []float32{500}, e.FromFloat32(ctx, 1, 77, 768))
 		})
 		e.EndStep()
 	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(sec, "s/forward")
-	b.ReportMetric(0.80e12/sec/1e9, "GFLOP/s")
 }
