@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -197,41 +196,8 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 		o.NetworkAlpha = c.Float64("network-alpha")
 	}
 	if set("network-args") {
-		o.NetworkArgs = c.StringSlice("network-args")
-		for _, a := range o.NetworkArgs {
-			k, v, ok := strings.Cut(a, "=")
-			if !ok {
-				return o, g, cli.Usagef("--network-args %q is not key=value", a)
-			}
-			var err error
-			switch k = strings.TrimSpace(k); k {
-			case "conv_dim":
-				o.ConvDim, err = strconv.Atoi(v)
-			case "conv_alpha":
-				o.ConvAlpha, err = strconv.ParseFloat(v, 64)
-			case "algo":
-				o.Algo = v
-			case "preset":
-				o.Preset = v
-			case "use_tucker":
-				o.Tucker = v == "True" || v == "true" || v == "1"
-			case "dropout", "rank_dropout", "module_dropout":
-				p := map[string]*float64{"dropout": &o.NetworkDropout, "rank_dropout": &o.RankDropout, "module_dropout": &o.ModuleDropout}[k]
-				if v == "None" || v == "" {
-					*p = 0
-				} else {
-					*p, err = strconv.ParseFloat(v, 64)
-				}
-			case "use_scalar", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
-				if v != "0" && v != "False" && v != "false" && v != "None" {
-					return o, g, cli.Usagef("--network-args %s=%s is not supported yet", k, v)
-				}
-			default:
-				return o, g, cli.Usagef("--network-args: unknown key %q (conv_dim, conv_alpha, algo, preset, use_tucker, dropout, rank_dropout, module_dropout)", k)
-			}
-			if err != nil {
-				return o, g, cli.Usagef("--network-args %s: %v", a, err)
-			}
+		if err := o.SetNetworkArgs(c.StringSlice("network-args")); err != nil {
+			return o, g, cli.Usagef("--network-args %v", err)
 		}
 	}
 	intFlags := map[string]*int{"train-batch-size": &o.BatchSize, "max-train-epochs": &o.Epochs, "max-train-steps": &o.MaxTrainSteps,

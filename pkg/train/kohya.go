@@ -496,6 +496,51 @@ func hasAnyPrefix(k string, ps []string) bool {
 	return false
 }
 
+// SetNetworkArgs parses sd-scripts' network_args as given on the command
+// line ("key=value"): conv_dim, conv_alpha, algo, preset, use_tucker and
+// the three dropouts; LyCORIS options loco lacks are refused unless off.
+// It keeps args as NetworkArgs (for ss_network_args).
+func (o *Options) SetNetworkArgs(args []string) error {
+	o.NetworkArgs = args
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("%q is not key=value", a)
+		}
+		var err error
+		switch k = strings.TrimSpace(k); k {
+		case "conv_dim":
+			if o.ConvDim, err = strconv.Atoi(v); err != nil {
+				return fmt.Errorf("%s: conv_dim %q is not a whole number", a, v)
+			}
+		case "conv_alpha":
+			if o.ConvAlpha, err = strconv.ParseFloat(v, 64); err != nil {
+				return fmt.Errorf("%s: conv_alpha %q is not a number", a, v)
+			}
+		case "algo":
+			o.Algo = v
+		case "preset":
+			o.Preset = v
+		case "use_tucker":
+			o.Tucker = v == "True" || v == "true" || v == "1"
+		case "dropout", "rank_dropout", "module_dropout":
+			p := map[string]*float64{"dropout": &o.NetworkDropout, "rank_dropout": &o.RankDropout, "module_dropout": &o.ModuleDropout}[k]
+			if v == "None" || v == "" {
+				*p = 0
+			} else if *p, err = strconv.ParseFloat(v, 64); err != nil {
+				return fmt.Errorf("%s: %s %q is not a number (or None)", a, k, v)
+			}
+		case "use_scalar", "bypass_mode", "dora_wd", "train_norm", "rank_dropout_scale":
+			if v != "0" && v != "False" && v != "false" && v != "None" {
+				return fmt.Errorf("%s=%s is not supported yet", k, v)
+			}
+		default:
+			return fmt.Errorf("%s: unknown key %q (known: conv_dim, conv_alpha, algo, preset, use_tucker, dropout, rank_dropout, module_dropout)", a, k)
+		}
+	}
+	return nil
+}
+
 // SetOptimizerArgs parses sd-scripts' optimizer_args ("key=value", Python
 // literals): weight_decay, betas=(b1,b2), eps.
 func (o *Options) SetOptimizerArgs(args []string) error {

@@ -68,3 +68,31 @@ func TestImportGUIConfigBad(t *testing.T) {
 		t.Errorf("string numbers / unknown fields: dim %d, warnings %q", g.Options.NetworkDim, g.Warnings)
 	}
 }
+
+func TestSetNetworkArgs(t *testing.T) {
+	o := DefaultOptions()
+	args := []string{"conv_dim=4", "conv_alpha=2.5", "algo=loha", "preset=2023", "use_tucker=True", "dropout=0.1", "rank_dropout=None", "module_dropout=0.2", "bypass_mode=False"}
+	if err := o.SetNetworkArgs(args); err != nil {
+		t.Fatal(err)
+	}
+	if o.ConvDim != 4 || o.ConvAlpha != 2.5 || o.Algo != "loha" || o.Preset != "2023" || !o.Tucker ||
+		o.NetworkDropout != 0.1 || o.RankDropout != 0 || o.ModuleDropout != 0.2 || len(o.NetworkArgs) != len(args) {
+		t.Errorf("parsed %+v", o)
+	}
+	for _, c := range []struct{ arg, msg string }{
+		{"conv_dim", `"conv_dim" is not key=value`},
+		{"conv_dim=x", `conv_dim=x: conv_dim "x" is not a whole number`},
+		{"conv_alpha=1,5", `conv_alpha=1,5: conv_alpha "1,5" is not a number`},
+		{"rank_dropout=low", `rank_dropout=low: rank_dropout "low" is not a number (or None)`},
+		{"dora_wd=True", `dora_wd=True is not supported yet`},
+		{"conv_rank=4", `conv_rank=4: unknown key "conv_rank"`},
+	} {
+		t.Run(c.arg, func(t *testing.T) {
+			o := DefaultOptions()
+			err := o.SetNetworkArgs([]string{"conv_dim=2", c.arg})
+			if err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("SetNetworkArgs(%q) = %v, want an error with %q", c.arg, err, c.msg)
+			}
+		})
+	}
+}
