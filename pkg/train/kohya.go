@@ -554,19 +554,19 @@ func (o *Options) SetOptimizerArgs(args []string) error {
 		case "weight_decay":
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return fmt.Errorf("weight_decay %q", v)
+				return fmt.Errorf("weight_decay %q is not a number", v)
 			}
 			o.WDecay = f
 		case "eps":
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				return fmt.Errorf("eps %q", v)
+				return fmt.Errorf("eps %q is not a number", v)
 			}
 			o.Eps = f
 		case "betas":
 			var b1, b2 float64
 			if _, err := fmt.Sscanf(strings.NewReplacer("(", "", ")", "", "[", "", "]", "", " ", "").Replace(v), "%g,%g", &b1, &b2); err != nil {
-				return fmt.Errorf("betas %q", v)
+				return fmt.Errorf("betas %q is not two numbers, e.g. betas=(0.9,0.999)", v)
 			}
 			o.Beta1, o.Beta2 = b1, b2
 		default:

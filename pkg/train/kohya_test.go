@@ -96,3 +96,28 @@ func TestSetNetworkArgs(t *testing.T) {
 		})
 	}
 }
+
+func TestSetOptimizerArgs(t *testing.T) {
+	o := DefaultOptions()
+	if err := o.SetOptimizerArgs([]string{"weight_decay=0.05", "betas=(0.8, 0.99)", "eps=1e-6"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.WDecay != 0.05 || o.Beta1 != 0.8 || o.Beta2 != 0.99 || o.Eps != 1e-6 {
+		t.Errorf("parsed weight decay %g, betas %g %g, eps %g", o.WDecay, o.Beta1, o.Beta2, o.Eps)
+	}
+	for _, c := range []struct{ arg, msg string }{
+		{"weight_decay", `"weight_decay" is not key=value`},
+		{"weight_decay=x", `weight_decay "x" is not a number`},
+		{"eps=tiny", `eps "tiny" is not a number`},
+		{"betas=0.9", `betas "0.9" is not two numbers`},
+		{"momentum=0.9", `optimizer argument "momentum" is not supported`},
+	} {
+		t.Run(c.arg, func(t *testing.T) {
+			o := DefaultOptions()
+			err := o.SetOptimizerArgs([]string{c.arg})
+			if err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("SetOptimizerArgs(%q) = %v, want an error with %q", c.arg, err, c.msg)
+			}
+		})
+	}
+}
