@@ -46,6 +46,13 @@ func binaryCheck(name string, op tensor.BinaryOp, p tensor.Broadcast, a, b []flo
 func binaryVec[T float](op tensor.BinaryOp, y, a, b []T) {
 	b = b[:len(a)]
 	y = y[:len(a)]
+	if y32, ok := asF32(y); ok && len(y) >= 16 {
+		a32, _ := asF32(a)
+		b32, _ := asF32(b)
+		if addMul32(y32, a32, b32, op == tensor.OpMul) {
+			return
+		}
+	}
 	if op == tensor.OpAdd {
 		for i, v := range a {
 			y[i] = v + b[i]
@@ -198,11 +205,7 @@ func (b *Backend) Scale(y, x tensor.Storage, alpha float32) {
 		parallelFor(len(xs), 1, func(lo, hi int) { copy(ys[lo:hi], xs[lo:hi]) })
 		return
 	}
-	parallelFor(len(xs), 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			ys[i] = alpha * xs[i]
-		}
-	})
+	parallelFor(len(xs), 1, func(lo, hi int) { scale32(ys[lo:hi], xs[lo:hi], alpha) })
 }
 
 // Axpy: y += alpha*x.

@@ -562,3 +562,28 @@ func TestScale(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryVec checks the same-shape add and multiply (vector body and
+// scalar tail) element for element against the scalar arithmetic.
+func TestBinaryVec(t *testing.T) {
+	r := newRand(9)
+	for _, n := range []int{3, 16, 37, 1000} {
+		a, b := randn(r, n), randn(r, n)
+		for _, op := range []tensor.BinaryOp{tensor.OpAdd, tensor.OpMul} {
+			y := make([]float32, n)
+			for i := range y {
+				y[i] = float32(math.NaN())
+			}
+			binaryVec(op, y, a, b)
+			for i := range y {
+				want := a[i] + b[i]
+				if op == tensor.OpMul {
+					want = a[i] * b[i]
+				}
+				if y[i] != want {
+					t.Fatalf("%v n=%d: y[%d] = %g, want %g", op, n, i, y[i], want)
+				}
+			}
+		}
+	}
+}

@@ -97,6 +97,54 @@ func normCDFVec(dst, x []float32) {
 	}
 }
 
+//go:noescape
+func scaleAVX512(y, x []float32, a float32)
+
+// scale32 sets y[i] = a·x[i] (len(x) ≥ len(y)).
+func scale32(y, x []float32, a float32) {
+	x = x[:len(y)]
+	n := 0
+	if useAVX512 {
+		n = len(y) &^ 15
+		if n > 0 {
+			scaleAVX512(y[:n], x[:n], a)
+		}
+	}
+	for i, v := range x[n:] {
+		y[n+i] = a * v
+	}
+}
+
+//go:noescape
+func addAVX512(y, a, b []float32)
+
+//go:noescape
+func mulAVX512(y, a, b []float32)
+
+// addMul32 sets y[i] = a[i] + b[i], or a[i]·b[i] when mul (a and b at
+// least as long as y); it returns false when there is no vector unit.
+func addMul32(y, a, b []float32, mul bool) bool {
+	if !useAVX512 {
+		return false
+	}
+	a, b = a[:len(y)], b[:len(y)]
+	if n := len(y) &^ 15; n > 0 {
+		if mul {
+			mulAVX512(y[:n], a[:n], b[:n])
+		} else {
+			addAVX512(y[:n], a[:n], b[:n])
+		}
+	}
+	for i := len(y) &^ 15; i < len(y); i++ {
+		if mul {
+			y[i] = a[i] * b[i]
+		} else {
+			y[i] = a[i] + b[i]
+		}
+	}
+	return true
+}
+
 // axpy32 sets y[i] += a·x[i] (len(x) ≥ len(y)).
 func axpy32(y, x []float32, a float32) {
 	x = x[:len(y)]

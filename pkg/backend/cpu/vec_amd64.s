@@ -308,3 +308,76 @@ aloop:
 adone:
 	VZEROUPPER
 	RET
+
+// func scaleAVX512(y, x []float32, a float32)
+// y[i] = a·x[i] for len(y) a multiple of 16 (len(x) ≥ len(y)).
+TEXT ·scaleAVX512(SB), NOSPLIT, $0-52
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ x_base+24(FP), SI
+	SHRQ $4, CX
+	VBROADCASTSS a+48(FP), Z15
+	TESTQ CX, CX
+	JZ sdone
+
+sloop:
+	VMULPS (SI), Z15, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ sloop
+
+sdone:
+	VZEROUPPER
+	RET
+
+// func addAVX512(y, a, b []float32)
+// y[i] = a[i] + b[i] for len(y) a multiple of 16 (a, b at least as long).
+TEXT ·addAVX512(SB), NOSPLIT, $0-72
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ a_base+24(FP), SI
+	MOVQ b_base+48(FP), DX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ vadone
+
+vaddloop:
+	VMOVUPS (SI), Z0
+	VADDPS (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ vaddloop
+
+vadone:
+	VZEROUPPER
+	RET
+
+// func mulAVX512(y, a, b []float32)
+// y[i] = a[i] · b[i] for len(y) a multiple of 16 (a, b at least as long).
+TEXT ·mulAVX512(SB), NOSPLIT, $0-72
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), CX
+	MOVQ a_base+24(FP), SI
+	MOVQ b_base+48(FP), DX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ vmdone
+
+vmulloop:
+	VMOVUPS (SI), Z0
+	VMULPS (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ vmulloop
+
+vmdone:
+	VZEROUPPER
+	RET

@@ -21,6 +21,17 @@ func normCDFVec(dst, x []float32) {
 	}
 }
 
+// scale32 sets y[i] = a·x[i] (len(x) ≥ len(y)).
+func scale32(y, x []float32, a float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] = a * v
+	}
+}
+
+// addMul32 reports that there is no vector add/multiply (the generic loop runs).
+func addMul32(y, a, b []float32, mul bool) bool { return false }
+
 // axpy32 sets y[i] += a·x[i] (len(x) ≥ len(y)).
 func axpy32(y, x []float32, a float32) {
 	x = x[:len(y)]
