@@ -40,8 +40,9 @@ func Example() {
 	// SD 1.x ids: [516 515 517 517 517] ... 77 in all
 }
 
-// LoadDefault takes a --clip-vocab style flag, or LOCO_CLIP_VOCAB when the
-// flag is empty; Chunks gives kohya's max_token_length sequences.
+// LoadDefault takes the tools' --vocab flag, or LOCO_CLIP_VOCAB when the
+// flag is empty; Chunks gives kohya's max_token_length sequences. (Compiled
+// but not run: it needs the real vocabulary.)
 func ExampleLoadDefault() {
 	tok, err := tokenizer.LoadDefault("")
 	if err != nil {
