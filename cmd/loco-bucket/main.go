@@ -45,7 +45,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		&ucli.IntFlag{Name: "gradient-accumulation-steps", Value: 1, Usage: "gradient accumulation for the updates-per-epoch count"},
 		&ucli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: "-", Usage: "read records from this file (- for stdin)"},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write records to this file (- for stdout)"},
-		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto, always, never (accepted for uniformity; bucketing is instant)"},
+		cli.ProgressFlag("accepted for uniformity; bucketing is instant"),
 	}
 	app := &ucli.App{
 		Name:        "loco-bucket",

@@ -59,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		&ucli.BoolFlag{Name: "stats", Usage: "print cache statistics and exit"},
 		&ucli.BoolFlag{Name: "list", Usage: "print the index as JSON Lines and exit"},
 		&ucli.BoolFlag{Name: "gc", Usage: "drop the entries that no record of the input references (by latent_key) and exit"},
-		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto, always, never"},
+		cli.ProgressFlag(""),
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto (a CUDA GPU when one is found, else the CPU), cuda or cpu; the VAE runs in float32 on either"},
 	}
 	app := &ucli.App{

@@ -47,7 +47,7 @@ var (
 	rankFlag      = &ucli.IntFlag{Name: "rank", Usage: "rank of Linear and 1×1 conv modules (required)"}
 	convRankFlag  = &ucli.IntFlag{Name: "conv-rank", Usage: "rank of k×k conv modules (default: --rank)"}
 	clampFlag     = &ucli.Float64Flag{Name: "clamp-quantile", Usage: "clamp factors to this quantile of their values, as kohya does with 0.99 (default: no clamp, the exact best approximation)"}
-	progressFlag  = &ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto (if a terminal), always, never"}
+	progressFlag  = cli.ProgressFlag("")
 )
 
 func commands(stdout, stderr io.Writer) []*ucli.Command {

@@ -72,7 +72,7 @@ func flags() []ucli.Flag {
 		&ucli.BoolFlag{Name: "sheet", Usage: "also write a contact sheet of the images"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto (a CUDA GPU when one is found, else the CPU), cuda or cpu"},
 		&ucli.StringFlag{Name: "mixed-precision", Value: "fp16", Usage: "on a GPU: activations and weights in fp16, bf16 or no (float32); the CPU computes in float32"},
-		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto, always, never"},
+		cli.ProgressFlag(""),
 	}
 }
 

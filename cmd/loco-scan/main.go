@@ -45,7 +45,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		&ucli.IntFlag{Name: "batch-size", Value: 1, Usage: "batch size for the steps-per-epoch estimate"},
 		&ucli.IntFlag{Name: "gradient-accumulation-steps", Value: 1, Usage: "gradient accumulation for the steps-per-epoch estimate"},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "write records to this file (- for stdout)"},
-		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto (if a terminal), always, never"},
+		cli.ProgressFlag(""),
 	}
 	app := &ucli.App{
 		Name:                      "loco-scan",

@@ -137,7 +137,7 @@ func flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "metadata-description", Usage: "modelspec.description"},
 		&ucli.StringFlag{Name: "metadata-license", Usage: "modelspec.license"},
 		&ucli.StringFlag{Name: "metadata-tags", Usage: "modelspec.tags"},
-		&ucli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto, always, never"},
+		cli.ProgressFlag(""),
 	}
 }
 

@@ -105,3 +105,16 @@ func TestProgress(t *testing.T) {
 	nilp.Add(1)
 	nilp.Finish()
 }
+
+func TestProgressFlag(t *testing.T) {
+	f := ProgressFlag("instant")
+	if f.Name != "progress" || !strings.HasSuffix(f.Usage, "never (instant)") {
+		t.Errorf("flag %q, usage %q", f.Name, f.Usage)
+	}
+	if m, err := ParseProgress(f.Value); err != nil || m != ProgressAuto {
+		t.Errorf("default %q parses as %q, %v", f.Value, m, err)
+	}
+	if ProgressFlag("").Usage != "progress on stderr: auto (if a terminal), always, never" {
+		t.Errorf("usage without a note: %q", ProgressFlag("").Usage)
+	}
+}
