@@ -2,6 +2,7 @@ package train
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -120,4 +121,31 @@ func TestSetOptimizerArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzImportGUIConfig feeds arbitrary bytes to the kohya_ss GUI config
+// import (outside input): it must return an error or options, never panic,
+// and a config it accepts must import the same way twice.
+func FuzzImportGUIConfig(f *testing.F) {
+	raw, err := os.ReadFile("testdata/recipe-gui.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add([]byte(`{"network_dim": 4, "optimizer_args": "betas=(0.9,0.99) eps=1e-8", "lr_warmup": 10}`))
+	f.Add([]byte(`{"max_resolution": "512,512", "network_args": "conv_dim=4"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, err := ImportGUIConfig(b, DefaultOptions())
+		if err != nil {
+			return
+		}
+		again, err := ImportGUIConfig(b, DefaultOptions())
+		if err != nil {
+			t.Fatalf("accepted once, then: %v", err)
+		}
+		if !reflect.DeepEqual(g.Options, again.Options) {
+			t.Fatalf("two imports of the same config differ:\n%+v\n%+v", g.Options, again.Options)
+		}
+	})
 }
