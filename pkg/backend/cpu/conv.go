@@ -143,8 +143,13 @@ func (b *Backend) convBackwardDataFlipped(dxs, dys, ws []float32, p tensor.ConvP
 	parallelFor(p.K, p.C*rs, func(k0, k1 int) {
 		for k := k0; k < k1; k++ {
 			for c := 0; c < p.C; c++ {
-				src := ws[(k*p.C+c)*rs:][:rs]
-				dst := wt[(c*p.K+k)*rs:][:rs]
+				o, t := (k*p.C+c)*rs, (c*p.K+k)*rs
+				if rs == 9 { // 3×3, unrolled: the flip runs on every call
+					s, d := ws[o:o+9:o+9], wt[t:t+9:t+9]
+					d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8] = s[8], s[7], s[6], s[5], s[4], s[3], s[2], s[1], s[0]
+					continue
+				}
+				src, dst := ws[o:o+rs:o+rs], wt[t:t+rs:t+rs]
 				for i, v := range src {
 					dst[rs-1-i] = v
 				}
