@@ -104,12 +104,28 @@ func Linear(x, w, bias *Tensor) *Tensor {
 	}
 	if e.track(y, x, w, bias) {
 		e.push(y, func(gy Storage) {
-			if x.needGrad { // dx[rows,in] (+)= gy[rows,out] @ w[out,in]
-				dx, beta := e.gradOut(x)
+			// Gradient buffers come from the arena on this goroutine.
+			var dx, dw Storage
+			var beta float32
+			if x.needGrad {
+				dx, beta = e.gradOut(x)
+			}
+			if w.needGrad {
+				dw = e.gradOf(w)
+			}
+			dataGrad := func() { // dx[rows,in] (+)= gy[rows,out] @ w[out,in]
 				e.B.Gemm(dx, gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: beta})
 			}
-			if w.needGrad { // dw[out,in] += gy^T @ x
-				e.B.Gemm(e.gradOf(w), gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+			filterGrad := func() { // dw[out,in] += gy^T @ x
+				e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+			}
+			switch {
+			case dx != nil && dw != nil:
+				e.both(2*rows*in*out < concurrentMaxFlops, dataGrad, filterGrad)
+			case dx != nil:
+				dataGrad()
+			case dw != nil:
+				filterGrad()
 			}
 			if bias != nil && bias.needGrad {
 				e.B.BinaryBackward(OpAdd, nil, e.gradOf(bias), gy, y.data, bias.data, Broadcast{Inner: 1, BLen: out})
@@ -145,18 +161,25 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 	e.B.Conv2D(y.data, x.data, w.data, bd, p)
 	if e.track(y, x, w, bias) {
 		e.push(y, func(gy Storage) {
+			var dx, dw, db Storage
 			if x.needGrad {
-				e.B.Conv2DBackwardData(e.gradOf(x), gy, w.data, p)
+				dx = e.gradOf(x)
 			}
-			var dw, db Storage
 			if w.needGrad {
 				dw = e.gradOf(w)
 			}
 			if bias != nil && bias.needGrad {
 				db = e.gradOf(bias)
 			}
-			if dw != nil || db != nil {
-				e.B.Conv2DBackwardFilter(dw, db, gy, x.data, p)
+			dataGrad := func() { e.B.Conv2DBackwardData(dx, gy, w.data, p) }
+			filterGrad := func() { e.B.Conv2DBackwardFilter(dw, db, gy, x.data, p) }
+			switch flops := 2 * p.N * p.K * p.P() * p.Q() * p.C * p.R * p.S; {
+			case dx != nil && (dw != nil || db != nil):
+				e.both(flops < concurrentMaxFlops, dataGrad, filterGrad)
+			case dx != nil:
+				dataGrad()
+			case dw != nil || db != nil:
+				filterGrad()
 			}
 		})
 	}

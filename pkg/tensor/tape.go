@@ -121,6 +121,29 @@ func (e *Engine) dropGrad(t *Tensor) {
 	}
 }
 
+// concurrentMaxFlops bounds the work of each half of a backward step (an
+// input gradient and a weight gradient) that both may run at the same
+// time: below it a backend's GEMMs stay on one thread each, so running
+// the two halves side by side is what uses the other cores.
+const concurrentMaxFlops = 1 << 22
+
+// concurrentBackend is the optional Backend method both uses: run fns at
+// the same time and return when all have returned, re-raising a panic of
+// any of them on the caller. Backends without it (or whose ops may not
+// overlap, like a device stream) run the halves one after another.
+type concurrentBackend interface{ Concurrently(fns ...func()) }
+
+// both runs a and b, concurrently when small and the backend offers it.
+// Neither may touch the arena: gradient buffers are allocated before.
+func (e *Engine) both(small bool, a, b func()) {
+	if c, ok := e.B.(concurrentBackend); ok && small {
+		c.Concurrently(a, b)
+		return
+	}
+	a()
+	b()
+}
+
 // Backward propagates from a one-element loss whose gradient is seed (1,
 // or the loss scale in mixed precision), then clears the tape. Parameter
 // gradients accumulate; call it once per micro-batch.

@@ -101,6 +101,9 @@ func TestGradients(t *testing.T) {
 		{"MatMulBroadcastB", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], false, true) }, [][]int{{3, 2, 4}, {5, 4}}},
 		{"Linear", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Linear(in[0], in[1], in[2]) }, [][]int{{2, 3, 4}, {5, 4}, {5}}},
 		{"Conv2D", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Conv2D(in[0], in[1], in[2], 2, 1) }, [][]int{{2, 3, 5, 6}, {4, 3, 3, 3}, {4}}},
+		// Stride 1: the CPU backend's flipped-kernel input gradient, run
+		// beside the weight gradient (Engine.both) on two threads.
+		{"Conv2DSame", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Conv2D(in[0], in[1], nil, 1, 1) }, [][]int{{2, 3, 5, 6}, {4, 3, 3, 3}}},
 		{"GroupNormSiLU", func(in []*tensor.Tensor) *tensor.Tensor {
 			return tensor.GroupNorm(in[0], in[1], in[2], 2, 1e-5, true)
 		}, [][]int{{2, 4, 3, 3}, {4}, {4}}},

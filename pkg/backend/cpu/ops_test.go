@@ -587,3 +587,29 @@ func TestBinaryVec(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrently: every function runs once, both orders of finishing
+// are fine, and a panic in one (on whichever goroutine ran it) reaches
+// the caller after the others have returned.
+func TestConcurrently(t *testing.T) {
+	b := New()
+	for _, threads := range []int{1, 2} {
+		SetThreads(threads)
+		got := make([]float32, 2)
+		x := randn(newRand(3), minParallelWork*2)
+		b.Concurrently(func() { got[0] = float32(b.SumSquares(up(b, x))) }, func() { got[1] = float32(sumSquares(x)) })
+		if got[0] == 0 || got[0] != got[1] {
+			t.Errorf("threads %d: results %v, want two equal non-zero sums", threads, got)
+		}
+		done := false
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !done {
+					t.Errorf("threads %d: recovered %v after the other ran: %v", threads, r, done)
+				}
+			}()
+			b.Concurrently(func() { panic("conv2d_backward_filter: boom") }, func() { done = true })
+		}()
+	}
+	SetThreads(0)
+}

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 
 	"loco/pkg/backend/cpu/sgemm"
@@ -74,4 +75,35 @@ func parallelDynamicN(n, nt int, fn func(i, worker int)) {
 			fn(i, w)
 		}
 	})
+}
+
+// Concurrently runs fns at the same time on the worker pool (each one's
+// own parallel loops then run inline on its thread) and returns when all
+// have returned. A panic in any of them is raised again on the caller.
+// pkg/tensor uses it for the input and weight gradients of small layers.
+func (b *Backend) Concurrently(fns ...func()) {
+	var mu sync.Mutex
+	var failure any
+	run := func(i int) {
+		defer func() {
+			if r := recover(); r != nil {
+				mu.Lock()
+				if failure == nil {
+					failure = r
+				}
+				mu.Unlock()
+			}
+		}()
+		fns[i]()
+	}
+	if Threads() < 2 {
+		for i := range fns {
+			run(i)
+		}
+	} else {
+		sgemm.Run(len(fns), run)
+	}
+	if failure != nil {
+		panic(failure)
+	}
 }
