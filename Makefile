@@ -20,7 +20,7 @@ bench:
 # (img/30_pralyco woman, reg/1_woman), a tiny random checkpoint with its own
 # vocabulary, scan | bucket | encode, 2 epochs of training with sample
 # images per epoch and a loss plot, then samples of the network at 0.8.
-# DEMO_RES is the bucket area (64: about a minute of training on 2 cores).
+# DEMO_RES is the bucket area (64: about 20 s of training on 2 cores).
 DEMO_RES ?= 64
 demo: build
 	rm -rf demo
