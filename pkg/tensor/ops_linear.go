@@ -21,7 +21,6 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 		kb, n = n, kb
 	}
 	batch := Shape(a.shape[:ra-2]).Numel()
-	bBatch := Shape(b.shape[:rb-2]).Numel()
 	if kb != k || (rb > 2 && !Shape(b.shape[:rb-2]).Equal(a.shape[:ra-2])) {
 		Errorf("MatMul", "shapes %v (transA %v) and %v (transB %v) do not chain", a.shape, transA, b.shape, transB)
 	}
@@ -29,7 +28,6 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 	if rb == 2 {
 		sb = 0
 	}
-	_ = bBatch
 	out := append(a.shape[:ra-2].clone(), m, n)
 	y := e.NewOf(a.DType(), out...)
 	p := GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Batch: batch,

@@ -189,7 +189,8 @@ func (t *Tensor) Param(grad Storage) *Tensor {
 
 // Free releases an arena tensor's storage before the end of the step. Use
 // it in inference code for large intermediates; the tensor must not be used
-// afterwards.
+// afterwards, and neither may any view of it (Reshape shares storage). Freeing
+// a view releases nothing: free the tensor the view was made from.
 func (e *Engine) Free(t *Tensor) {
 	if t.slot >= 0 && e.arena[t.slot] != nil {
 		e.B.Free(e.arena[t.slot])
