@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"loco/pkg/tensor"
@@ -250,3 +251,15 @@ func (p *Backend) SumSquares(x tensor.Storage) float64 {
 }
 
 var _ tensor.Backend = (*Backend)(nil)
+
+// Ops is the number of operations recorded and their count per op name
+// (the first word of each class: "Gemm", "Fill", "Copy/cast", ...).
+func (p *Backend) Ops() (total int, byOp map[string]int) {
+	byOp = map[string]int{}
+	for k, s := range p.stats {
+		name, _, _ := strings.Cut(k, " ")
+		byOp[name] += s.Calls
+		total += s.Calls
+	}
+	return total, byOp
+}
