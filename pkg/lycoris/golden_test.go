@@ -90,7 +90,12 @@ func TestGoldenLoConUNet(t *testing.T) {
 			t.Fatalf("file has %d trainable tensors, network %d", loaded, len(net.Entries))
 		}
 
-		for _, ck := range []bool{false, true} {
+		// The mirror (mirror.go) is what F16/BF16 training computes with;
+		// forced in F32 here, its refresh and gradient fold are checked
+		// against the reference too.
+		for _, v := range []struct{ mirror, ck bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+			ck := v.ck
+			net.forceMirror = v.mirror
 			u.Checkpoint = ck
 			net.ZeroGrad()
 			x, ctx, target := newInputs()
@@ -114,7 +119,7 @@ func TestGoldenLoConUNet(t *testing.T) {
 				}
 				n++
 			}
-			t.Logf("checkpointing %v: %d LoCon gradients, worst relative L2 %.3g (%s); arena %d live", ck, n, worst, worstKey, e.ArenaLive())
+			t.Logf("mirror %v, checkpointing %v: %d LoCon gradients, worst relative L2 %.3g (%s); arena %d live", v.mirror, ck, n, worst, worstKey, e.ArenaLive())
 			e.EndStep()
 		}
 	})

@@ -63,6 +63,10 @@ type Network struct {
 	drop     Dropout // training-only dropouts (dropout.go)
 	training bool
 	dropSeed uint64
+
+	mir         *mirror                // low-precision copy (mirror.go)
+	offsets     map[*tensor.Tensor]int // flat-buffer offset of each factor
+	forceMirror bool                   // tests: use the mirror in F32 too
 }
 
 // New wraps the given layers (all of them; selection is the caller's, see
@@ -146,11 +150,13 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	n.Grads = e.B.Alloc(tensor.F32, total)
 	e.B.Fill(n.Grads, 0)
 	init := make([]float32, total)
+	n.offsets = map[*tensor.Tensor]int{}
 	for i, m := range mods {
 		for j, f := range specs[i] {
 			off, sz := offs[i][j], f.shape.Numel()
 			t := e.Wrap(e.B.View(n.Params, off, sz), f.shape...).Param(e.B.View(n.Grads, off, sz))
 			*m.field(f.suffix) = t
+			n.offsets[t] = off
 			f.fill(init[off:off+sz], f.shape, rng)
 		}
 	}
@@ -178,13 +184,19 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	return n, nil
 }
 
-// weight returns a factor in the activation dtype (a cast of the F32 master
-// copy when the engine computes in F16/BF16).
+// weight returns a factor in the activation dtype: its view in the
+// network's low-precision mirror when the engine computes in F16/BF16
+// (mirror.go).
 func (m *Module) weight(t *tensor.Tensor) *tensor.Tensor {
-	if t.DType() == m.net.e.Act {
+	n := m.net
+	act := n.e.Act
+	if t.DType() == act && !n.forceMirror {
 		return t
 	}
-	return tensor.Cast(t, m.net.e.Act)
+	if mt := n.mirrored(t, act); mt != nil {
+		return mt
+	}
+	return tensor.Cast(t, act)
 }
 
 func (m *Module) forwardLinear(x *tensor.Tensor) *tensor.Tensor {
@@ -239,8 +251,14 @@ func (n *Network) Entry(key string) (Entry, bool) {
 // Len is the number of trainable values.
 func (n *Network) Len() int { return n.Params.Len() }
 
-// ZeroGrad clears the gradient buffer.
-func (n *Network) ZeroGrad() { n.e.B.Fill(n.Grads, 0) }
+// ZeroGrad clears the gradient buffer (and the mirror's, which an
+// interrupted backward may have left partly written).
+func (n *Network) ZeroGrad() {
+	n.e.B.Fill(n.Grads, 0)
+	if n.mir != nil {
+		n.e.B.Fill(n.mir.grads, 0)
+	}
+}
 
 // SetValues uploads values for the tensor with file key key.
 func (n *Network) SetValues(key string, v []float32) error {
@@ -252,6 +270,7 @@ func (n *Network) SetValues(key string, v []float32) error {
 		return fmt.Errorf("lycoris: %s: %d values for shape %v", key, len(v), en.Shape)
 	}
 	n.e.B.Upload(n.e.B.View(n.Params, en.Offset, len(v)), v)
+	n.Touch()
 	return nil
 }
 

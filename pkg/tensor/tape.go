@@ -157,7 +157,15 @@ func (e *Engine) Backward(loss *Tensor, seed float32) {
 	e.B.Fill(e.gradOf(loss), seed)
 	e.runTape(e.tape)
 	e.tape = e.tape[:0]
+	for _, fn := range e.afterBackward {
+		fn()
+	}
 }
+
+// AfterBackward registers fn to run at the end of every Backward, once the
+// tape has run: for example to fold gradients gathered in a low-precision
+// buffer into the master gradients.
+func (e *Engine) AfterBackward(fn func()) { e.afterBackward = append(e.afterBackward, fn) }
 
 func (e *Engine) runTape(tape []func()) {
 	for i := len(tape) - 1; i >= 0; i-- {

@@ -102,6 +102,8 @@ type Engine struct {
 	arena  []Storage // per-step allocations; nil entries were freed early
 	tape   []func()
 	noGrad int
+
+	afterBackward []func() // run at the end of every Backward
 }
 
 // NewEngine returns an engine over b whose activations are F32.

@@ -123,6 +123,7 @@ func (t *Trainer) LoadState(path string) error {
 		}
 		B.Upload(x.s, v)
 	}
+	t.Net.Touch()
 	t.Net.ZeroGrad()
 	t.Step, t.Epoch, t.Batch = sm.Step, sm.Epoch, sm.Batch
 	t.LossScale, t.goodSteps = sm.LossScale, sm.GoodSteps
