@@ -162,23 +162,33 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	}
 	e.B.Upload(n.Params, init)
 	n.Modules = mods
-	// Hook the layers.
+	// Hook the layers. A LoCon module takes the layer's LowRank hook (the
+	// fused branch); if another network holds it already (networks
+	// stacked for sampling), the module's branch goes in Extra.
 	li, ci = 0, 0
 	for _, m := range mods {
-		m := m
+		var l *nn.Linear
+		var c *nn.Conv2d
+		if m.Conv {
+			c = convs[ci]
+			ci++
+		} else {
+			l = linears[li]
+			li++
+		}
 		switch {
 		case m.algo == AlgoLoHa && m.Conv:
-			convs[ci].Extra = m.forwardLoHa
-			ci++
+			c.Extra = m.forwardLoHa
 		case m.algo == AlgoLoHa:
-			linears[li].Extra = m.forwardLoHa
-			li++
+			l.Extra = m.forwardLoHa
+		case m.Conv && c.LowRank == nil:
+			c.LowRank = m.lowRank
 		case m.Conv:
-			convs[ci].Extra = m.forwardConv
-			ci++
+			c.Extra = m.delta
+		case l.LowRank == nil:
+			l.LowRank = m.lowRank
 		default:
-			linears[li].Extra = m.forwardLinear
-			li++
+			l.Extra = m.delta
 		}
 	}
 	return n, nil
@@ -199,43 +209,50 @@ func (m *Module) weight(t *tensor.Tensor) *tensor.Tensor {
 	return tensor.Cast(t, act)
 }
 
-func (m *Module) forwardLinear(x *tensor.Tensor) *tensor.Tensor {
+// lowRank is the module's branch for the layer's LowRank hook: the rank
+// features h = down(x) (through mid with Tucker, with the training
+// dropouts), the up factor and the scale; h is nil when module dropout
+// skips the module.
+func (m *Module) lowRank(x *tensor.Tensor) (h, up *tensor.Tensor, scale float32) {
 	r := m.dropRNG()
 	if r != nil && m.skipped(r) {
-		return m.zeroDelta(x)
+		return nil, nil, 0
 	}
-	h := tensor.Linear(x, m.weight(m.Down), nil)
-	if r != nil {
-		h = m.dropFeatures(h, r)
-	}
-	return tensor.Scale(tensor.Linear(h, m.weight(m.Up), nil), m.Scale())
-}
-
-func (m *Module) forwardConv(x *tensor.Tensor) *tensor.Tensor {
-	r := m.dropRNG()
-	if r != nil && m.skipped(r) {
-		return m.zeroDelta(x)
-	}
-	var h *tensor.Tensor
-	if m.Mid != nil {
+	switch {
+	case !m.Conv:
+		h = tensor.Linear(x, m.weight(m.Down), nil)
+	case m.Mid != nil:
 		h = tensor.Conv2D(x, m.weight(m.Down), nil, 1, 0)
 		h = tensor.Conv2D(h, m.weight(m.Mid), nil, m.stride, m.pad)
-	} else {
+	default:
 		h = tensor.Conv2D(x, m.weight(m.Down), nil, m.stride, m.pad)
 	}
 	if r != nil {
 		h = m.dropFeatures(h, r)
 	}
-	return tensor.Scale(tensor.Conv2D(h, m.weight(m.Up), nil, 1, 0), m.Scale())
+	return h, m.weight(m.Up), m.Scale()
+}
+
+// delta is the module's branch output scale·up(h) on its own, for a layer
+// whose LowRank hook another network holds.
+func (m *Module) delta(x *tensor.Tensor) *tensor.Tensor {
+	h, up, s := m.lowRank(x)
+	switch {
+	case h == nil:
+		return m.zeroDelta(x)
+	case m.Conv:
+		return tensor.Scale(tensor.Conv2D(h, up, nil, 1, 0), s)
+	}
+	return tensor.Scale(tensor.Linear(h, up, nil), s)
 }
 
 // Detach removes the hooks from the layers (the base model runs unchanged).
 func Detach(linears []*nn.Linear, convs []*nn.Conv2d) {
 	for _, l := range linears {
-		l.Extra = nil
+		l.Extra, l.LowRank = nil, nil
 	}
 	for _, c := range convs {
-		c.Extra = nil
+		c.Extra, c.LowRank = nil, nil
 	}
 }
 

@@ -85,7 +85,16 @@ type Linear struct {
 	In, Out int
 	W, B    *tensor.Tensor // [Out, In], [Out] or nil
 	Extra   func(x *tensor.Tensor) *tensor.Tensor
+	LowRank LowRank
 }
+
+// LowRank, when set on a layer, adds scale·up(h) to its output, where h is
+// what the function computes from the layer's input (the down projection
+// of a LoCon module) and up is [Out, r] (or [Out, r, 1, 1]); the layer
+// folds the scale and the sum into its GEMMs (tensor.LinearLowRank,
+// tensor.Conv2DLowRank). A nil h adds nothing (a module skipped by module
+// dropout). Extra, if also set, is added after.
+type LowRank func(x *tensor.Tensor) (h, up *tensor.Tensor, scale float32)
 
 // NewLinear declares name.weight and (if bias) name.bias.
 func NewLinear(b *Builder, name string, in, out int, bias bool) *Linear {
@@ -100,7 +109,15 @@ func NewLinear(b *Builder, name string, in, out int, bias bool) *Linear {
 
 // Forward applies the layer to x [..., In].
 func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
-	y := tensor.Linear(x, l.W, l.B)
+	var y *tensor.Tensor
+	if l.LowRank != nil {
+		if h, up, s := l.LowRank(x); h != nil {
+			y = tensor.LinearLowRank(x, l.W, l.B, h, up, s)
+		}
+	}
+	if y == nil {
+		y = tensor.Linear(x, l.W, l.B)
+	}
 	if l.Extra != nil {
 		y = tensor.Add(y, l.Extra(x))
 	}
@@ -114,6 +131,7 @@ type Conv2d struct {
 	Stride, Pad     int
 	W, B            *tensor.Tensor // [Out, In, Kernel, Kernel], [Out]
 	Extra           func(x *tensor.Tensor) *tensor.Tensor
+	LowRank         LowRank
 }
 
 // NewConv2d declares name.weight and name.bias.
@@ -127,7 +145,15 @@ func NewConv2d(b *Builder, name string, in, out, kernel, stride, pad int) *Conv2
 
 // Forward applies the convolution to x [N, In, H, W].
 func (c *Conv2d) Forward(x *tensor.Tensor) *tensor.Tensor {
-	y := tensor.Conv2D(x, c.W, c.B, c.Stride, c.Pad)
+	var y *tensor.Tensor
+	if c.LowRank != nil {
+		if h, up, s := c.LowRank(x); h != nil {
+			y = tensor.Conv2DLowRank(x, c.W, c.B, c.Stride, c.Pad, h, up, s)
+		}
+	}
+	if y == nil {
+		y = tensor.Conv2D(x, c.W, c.B, c.Stride, c.Pad)
+	}
 	if c.Extra != nil {
 		y = tensor.Add(y, c.Extra(x))
 	}

@@ -137,27 +137,9 @@ func Linear(x, w, bias *Tensor) *Tensor {
 // bias [K], symmetric zero padding.
 func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 	e := x.e
-	if len(x.shape) != 4 || len(w.shape) != 4 || x.shape[1] != w.shape[1] {
-		Errorf("Conv2D", "input %v does not match weight %v", x.shape, w.shape)
-	}
-	if bias != nil && bias.Len() != w.shape[0] {
-		Errorf("Conv2D", "bias %v does not match weight %v", bias.shape, w.shape)
-	}
-	if stride < 1 || pad < 0 {
-		Errorf("Conv2D", "stride %d, padding %d", stride, pad)
-	}
-	p := ConvParams{N: x.shape[0], C: x.shape[1], H: x.shape[2], W: x.shape[3],
-		K: w.shape[0], R: w.shape[2], S: w.shape[3], StrideH: stride, StrideW: stride, PadH: pad, PadW: pad}
-	if p.H+2*pad < p.R || p.W+2*pad < p.S {
-		Errorf("Conv2D", "input %v smaller than kernel %v with padding %d", x.shape, w.shape, pad)
-	}
-	y := e.NewOf(x.DType(), p.N, p.K, p.P(), p.Q())
-	var bd Storage
-	if bias != nil {
-		bd = bias.data
-	}
-	e.B.Conv2D(y.data, x.data, w.data, bd, p)
+	y := convForward("Conv2D", x, w, bias, stride, pad)
 	if e.track(y, x, w, bias) {
+		p := convParams(x, w, stride, pad)
 		e.push(y, func(gy Storage) {
 			var dx, dw, db Storage
 			if x.needGrad {
@@ -179,6 +161,176 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 			case dw != nil || db != nil:
 				filterGrad()
 			}
+		})
+	}
+	return y
+}
+
+// convParams describes the convolution of x with w.
+func convParams(x, w *Tensor, stride, pad int) ConvParams {
+	return ConvParams{N: x.shape[0], C: x.shape[1], H: x.shape[2], W: x.shape[3],
+		K: w.shape[0], R: w.shape[2], S: w.shape[3], StrideH: stride, StrideW: stride, PadH: pad, PadW: pad}
+}
+
+// convForward validates a convolution and computes it into a new tensor
+// (no backward step recorded).
+func convForward(op string, x, w, bias *Tensor, stride, pad int) *Tensor {
+	e := x.e
+	if len(x.shape) != 4 || len(w.shape) != 4 || x.shape[1] != w.shape[1] {
+		Errorf(op, "input %v does not match weight %v", x.shape, w.shape)
+	}
+	if bias != nil && bias.Len() != w.shape[0] {
+		Errorf(op, "bias %v does not match weight %v", bias.shape, w.shape)
+	}
+	if stride < 1 || pad < 0 {
+		Errorf(op, "stride %d, padding %d", stride, pad)
+	}
+	p := convParams(x, w, stride, pad)
+	if p.H+2*pad < p.R || p.W+2*pad < p.S {
+		Errorf(op, "input %v smaller than kernel %v with padding %d", x.shape, w.shape, pad)
+	}
+	y := e.NewOf(x.DType(), p.N, p.K, p.P(), p.Q())
+	var bd Storage
+	if bias != nil {
+		bd = bias.data
+	}
+	e.B.Conv2D(y.data, x.data, w.data, bd, p)
+	return y
+}
+
+// LinearLowRank is Linear(x, w, bias) + scale·h·upᵀ: a layer with a
+// low-rank branch (LoCon) whose input projection h [..., r] the caller has
+// computed from x, and up [out, r]. The branch's scale and sum are folded
+// into the GEMMs' alpha and beta, so the branch costs one GEMM forward and
+// two backward, and no separate scale or add.
+func LinearLowRank(x, w, bias, h, up *Tensor, scale float32) *Tensor {
+	e := x.e
+	if len(w.shape) != 2 || len(x.shape) < 1 || x.shape[len(x.shape)-1] != w.shape[1] {
+		Errorf("LinearLowRank", "input %v does not match weight %v", x.shape, w.shape)
+	}
+	if bias != nil && bias.Len() != w.shape[0] {
+		Errorf("LinearLowRank", "bias %v does not match weight %v", bias.shape, w.shape)
+	}
+	in, out := w.shape[1], w.shape[0]
+	rows := x.Len() / in
+	if len(up.shape) != 2 || up.shape[0] != out || len(h.shape) != len(x.shape) ||
+		!Shape(h.shape[:len(h.shape)-1]).Equal(x.shape[:len(x.shape)-1]) || h.shape[len(h.shape)-1] != up.shape[1] {
+		Errorf("LinearLowRank", "branch %v × up %v does not match input %v and weight %v", h.shape, up.shape, x.shape, w.shape)
+	}
+	if h.DType() != x.DType() || up.DType() != w.DType() {
+		Errorf("LinearLowRank", "dtypes: input %v, weight %v, branch %v, up %v", x.DType(), w.DType(), h.DType(), up.DType())
+	}
+	r := up.shape[1]
+	y := e.NewOf(x.DType(), append(x.shape[:len(x.shape)-1].clone(), out)...)
+	e.B.Gemm(y.data, x.data, w.data, GemmParams{M: rows, N: out, K: in, TransB: true, Alpha: 1})
+	if bias != nil {
+		e.B.Binary(OpAdd, y.data, y.data, bias.data, Broadcast{Inner: 1, BLen: out})
+	}
+	e.B.Gemm(y.data, h.data, up.data, GemmParams{M: rows, N: out, K: r, TransB: true, Alpha: scale, Beta: 1})
+	if e.track(y, x, w, bias, h, up) {
+		e.push(y, func(gy Storage) {
+			var dx, dw, dh, dup Storage
+			var bx, bh float32
+			if x.needGrad {
+				dx, bx = e.gradOut(x)
+			}
+			if w.needGrad {
+				dw = e.gradOf(w)
+			}
+			if h.needGrad {
+				dh, bh = e.gradOut(h)
+			}
+			if up.needGrad {
+				dup = e.gradOf(up)
+			}
+			inputs := func() {
+				if dx != nil { // dx[rows,in] (+)= gy[rows,out] @ w[out,in]
+					e.B.Gemm(dx, gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: bx})
+				}
+				if dh != nil { // dh[rows,r] (+)= scale · gy @ up[out,r]
+					e.B.Gemm(dh, gy, up.data, GemmParams{M: rows, N: r, K: out, Alpha: scale, Beta: bh})
+				}
+			}
+			weights := func() {
+				if dw != nil { // dw[out,in] += gy^T @ x
+					e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+				}
+				if dup != nil { // dup[out,r] += scale · gy^T @ h
+					e.B.Gemm(dup, gy, h.data, GemmParams{M: out, N: r, K: rows, TransA: true, Alpha: scale, Beta: 1})
+				}
+			}
+			e.both(2*rows*(in+r)*out < concurrentMaxFlops, inputs, weights)
+			if bias != nil && bias.needGrad {
+				e.B.BinaryBackward(OpAdd, nil, e.gradOf(bias), gy, y.data, bias.data, Broadcast{Inner: 1, BLen: out})
+			}
+		})
+	}
+	return y
+}
+
+// Conv2DLowRank is Conv2D(x, w, bias, stride, pad) + scale·up(h): a
+// convolution with a low-rank branch (LoCon) whose rank features h
+// [N, r, P, Q] the caller has computed from x, and up [K, r] or [K, r, 1, 1]
+// (a 1×1 convolution). As in LinearLowRank, the branch's scale and sum are
+// the alpha and beta of one batched GEMM.
+func Conv2DLowRank(x, w, bias *Tensor, stride, pad int, h, up *Tensor, scale float32) *Tensor {
+	e := x.e
+	if len(w.shape) != 4 || len(h.shape) != 4 || up.Len() == 0 || up.shape[0] != w.shape[0] || (len(up.shape) != 2 && len(up.shape) != 4) ||
+		(len(up.shape) == 4 && (up.shape[2] != 1 || up.shape[3] != 1)) || up.shape[1] != h.shape[1] {
+		Errorf("Conv2DLowRank", "branch %v × up %v does not match weight %v", h.shape, up.shape, w.shape)
+	}
+	if h.DType() != x.DType() || up.DType() != w.DType() {
+		Errorf("Conv2DLowRank", "dtypes: input %v, weight %v, branch %v, up %v", x.DType(), w.DType(), h.DType(), up.DType())
+	}
+	y := convForward("Conv2DLowRank", x, w, bias, stride, pad)
+	s := y.shape
+	n, k, pq, r := s[0], s[1], s[2]*s[3], h.shape[1]
+	if h.shape[0] != n || h.shape[2] != s[2] || h.shape[3] != s[3] {
+		Errorf("Conv2DLowRank", "branch %v does not match the output %v", h.shape, s)
+	}
+	// y[n] (K×PQ) += scale · up (K×r) · h[n] (r×PQ), the weight shared by the batch.
+	e.B.Gemm(y.data, up.data, h.data, GemmParams{M: k, N: pq, K: r, Batch: n,
+		StrideB: r * pq, StrideC: k * pq, Alpha: scale, Beta: 1})
+	if e.track(y, x, w, bias, h, up) {
+		p := convParams(x, w, stride, pad)
+		e.push(y, func(gy Storage) {
+			var dx, dw, db, dh, dup Storage
+			var bh float32
+			if x.needGrad {
+				dx = e.gradOf(x)
+			}
+			if w.needGrad {
+				dw = e.gradOf(w)
+			}
+			if bias != nil && bias.needGrad {
+				db = e.gradOf(bias)
+			}
+			if h.needGrad {
+				dh, bh = e.gradOut(h)
+			}
+			if up.needGrad {
+				dup = e.gradOf(up)
+			}
+			inputs := func() {
+				if dx != nil {
+					e.B.Conv2DBackwardData(dx, gy, w.data, p)
+				}
+				if dh != nil { // dh[n] (r×PQ) (+)= scale · upᵀ (r×K) · gy[n] (K×PQ)
+					e.B.Gemm(dh, up.data, gy, GemmParams{TransA: true, M: r, N: pq, K: k, Batch: n,
+						StrideB: k * pq, StrideC: r * pq, Alpha: scale, Beta: bh})
+				}
+			}
+			weights := func() {
+				if dw != nil || db != nil {
+					e.B.Conv2DBackwardFilter(dw, db, gy, x.data, p)
+				}
+				if dup != nil { // dup (K×r) += scale · Σ_n gy[n] (K×PQ) · h[n]ᵀ (PQ×r)
+					gemmMaybeReduce(e, dup, gy, h.data, GemmParams{TransB: true, M: k, N: r, K: pq, Batch: n,
+						StrideA: k * pq, StrideB: r * pq, Alpha: scale, Beta: 1}, true)
+				}
+			}
+			flops := 2 * p.N * p.K * p.P() * p.Q() * (p.C*p.R*p.S + r)
+			e.both(flops < concurrentMaxFlops, inputs, weights)
 		})
 	}
 	return y

@@ -104,6 +104,22 @@ func TestGradients(t *testing.T) {
 		// Stride 1: the CPU backend's flipped-kernel input gradient, run
 		// beside the weight gradient (Engine.both) on two threads.
 		{"Conv2DSame", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Conv2D(in[0], in[1], nil, 1, 1) }, [][]int{{2, 3, 5, 6}, {4, 3, 3, 3}}},
+		// LoCon layers: the low-rank branch h computed from x by the
+		// caller, as pkg/lycoris does.
+		{"LinearLowRank", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.Linear(in[0], in[3], nil)
+			return tensor.LinearLowRank(in[0], in[1], in[2], h, in[4], 0.7)
+		}, [][]int{{2, 3, 4}, {5, 4}, {5}, {2, 4}, {5, 2}}},
+		{"Conv2DLowRank", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.Conv2D(in[0], in[3], nil, 2, 1)
+			return tensor.Conv2DLowRank(in[0], in[1], in[2], 2, 1, h, in[4], -1.3)
+		}, [][]int{{2, 3, 5, 6}, {4, 3, 3, 3}, {4}, {2, 3, 3, 3}, {4, 2, 1, 1}}},
+		// h used twice (the branch input also feeds the result), rank-2 up.
+		{"Conv2DLowRankShared", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.Conv2D(in[0], in[2], nil, 1, 0)
+			y := tensor.Conv2DLowRank(in[0], in[1], nil, 1, 0, h, in[3], 0.5)
+			return tensor.Concat(1, y, h)
+		}, [][]int{{3, 2, 3, 3}, {4, 2, 1, 1}, {3, 2, 1, 1}, {4, 3}}},
 		{"GroupNormSiLU", func(in []*tensor.Tensor) *tensor.Tensor {
 			return tensor.GroupNorm(in[0], in[1], in[2], 2, 1e-5, true)
 		}, [][]int{{2, 4, 3, 3}, {4}, {4}}},
