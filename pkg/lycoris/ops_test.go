@@ -85,7 +85,7 @@ func TestOpsPerStepSD15(t *testing.T) {
 	for _, c := range []struct {
 		checkpoint bool
 		max        int
-	}{{false, 4321}, {true, 5545}} {
+	}{{false, 4211}, {true, 5454}} {
 		total, byOp := opsPerStep(t, tensor.F16, 3, c.checkpoint)
 		t.Logf("checkpoint=%v: %d ops per step: %s", c.checkpoint, total, opTable(byOp))
 		if total > c.max {

@@ -261,7 +261,7 @@ func binary(op BinaryOp, name string, a, b *Tensor) *Tensor {
 			// Same shape: both gradients are gy itself.
 			e.push(y, func(gy Storage) {
 				if b.needGrad {
-					e.accumGrad(b, gy, 1)
+					e.shareGrad(b, y, gy)
 				}
 				if a.needGrad {
 					e.passGrad(a, y, gy)

@@ -49,13 +49,15 @@ func (e *Engine) push(y *Tensor, back func(gy Storage)) {
 	})
 }
 
-// gradOf returns t's gradient buffer, allocating a zeroed one in the arena.
+// gradOf returns t's gradient buffer for an operation to add into,
+// allocating a zeroed one in the arena.
 func (e *Engine) gradOf(t *Tensor) Storage {
 	if t.grad == nil {
 		s, slot := e.alloc(t.DType(), t.Len())
 		e.B.Fill(s, 0)
 		t.grad, t.gradSlot = s, slot
 	}
+	e.own(t)
 	return t.grad
 }
 
@@ -64,6 +66,7 @@ func (e *Engine) gradOf(t *Tensor) Storage {
 // buffer (overwrite, no zero-fill) and 1 for an existing one (add).
 func (e *Engine) gradOut(t *Tensor) (Storage, float32) {
 	if t.grad != nil {
+		e.own(t)
 		return t.grad, 1
 	}
 	s, slot := e.alloc(t.DType(), t.Len())
@@ -84,6 +87,43 @@ func (e *Engine) passGrad(x, y *Tensor, gy Storage) {
 	e.accumGrad(x, gy, 1)
 }
 
+// shareGrad is passGrad for a second input with the same identity
+// backward (the other operand of a same-shape add): when x has no gradient
+// yet it holds gy jointly with y, without a copy; whichever holder is about
+// to write into a shared buffer first takes a private copy (own). In a
+// residual block, the branch's gradient is read by the branch's backward
+// before anything adds into the skip path's, so no copy is ever made.
+func (e *Engine) shareGrad(x, y *Tensor, gy Storage) {
+	if x.grad == nil && y.grad == gy && y.gradSlot >= 0 && gy.DType() == x.DType() && gy.Len() == x.Len() {
+		if e.shares == nil {
+			e.shares = map[int]int{}
+		}
+		x.grad, x.gradSlot = gy, y.gradSlot
+		e.shares[y.gradSlot]++
+		return
+	}
+	e.accumGrad(x, gy, 1)
+}
+
+// own gives t a gradient buffer no other tensor holds, copying a shared
+// one, before an operation writes into it.
+func (e *Engine) own(t *Tensor) {
+	if t.gradSlot < 0 || e.shares[t.gradSlot] == 0 {
+		return
+	}
+	e.unshare(t.gradSlot)
+	s, slot := e.alloc(t.DType(), t.Len())
+	e.B.Copy(s, t.grad)
+	t.grad, t.gradSlot = s, slot
+}
+
+// unshare drops one extra holder of slot.
+func (e *Engine) unshare(slot int) {
+	if e.shares[slot]--; e.shares[slot] == 0 {
+		delete(e.shares, slot)
+	}
+}
+
 // accumGrad adds alpha·src into x's gradient; a missing gradient is
 // written directly (one op instead of a zero-fill and an add). src may
 // have another dtype than x only when alpha is 1.
@@ -99,6 +139,16 @@ func (e *Engine) accumGrad(x *Tensor, src Storage, alpha float32) {
 		x.grad, x.gradSlot = s, slot
 		return
 	}
+	if x.gradSlot >= 0 && e.shares[x.gradSlot] > 0 && src.DType() == x.DType() && alpha == 1 {
+		// A shared buffer: write the sum into a private one (one op, not
+		// a copy and an add).
+		e.unshare(x.gradSlot)
+		s, slot := e.alloc(x.DType(), x.Len())
+		e.B.Binary(OpAdd, s, x.grad, src, Broadcast{Inner: 1, BLen: x.Len()})
+		x.grad, x.gradSlot = s, slot
+		return
+	}
+	e.own(x)
 	if src.DType() == x.DType() {
 		e.B.Axpy(x.grad, src, alpha)
 		return
@@ -110,8 +160,14 @@ func (e *Engine) accumGrad(x *Tensor, src Storage, alpha float32) {
 	e.arena[slot] = nil
 }
 
-// dropGrad frees an intermediate's consumed gradient.
+// dropGrad frees an intermediate's consumed gradient (or, when another
+// tensor holds it too, lets go of it).
 func (e *Engine) dropGrad(t *Tensor) {
+	if t.gradSlot >= 0 && e.shares[t.gradSlot] > 0 {
+		e.unshare(t.gradSlot)
+		t.grad, t.gradSlot = nil, -1
+		return
+	}
 	if t.gradSlot >= 0 {
 		if s := e.arena[t.gradSlot]; s != nil {
 			e.B.Free(s)
@@ -198,6 +254,10 @@ func (e *Engine) Checkpoint(fn func(in []*Tensor) *Tensor, in ...*Tensor) *Tenso
 	}
 	y := out
 	e.push(y, func(gy Storage) {
+		// The recomputed output takes gy as an unowned buffer (slot -1)
+		// that ops inside fn may write into: it must be y's alone.
+		e.own(y)
+		gy = y.grad
 		for _, x := range in {
 			if x.needGrad {
 				e.gradOf(x)

@@ -104,6 +104,9 @@ type Engine struct {
 	noGrad int
 
 	afterBackward []func() // run at the end of every Backward
+	// shares counts, per arena slot, the tensors beyond one that hold it
+	// as their gradient (shareGrad); absent means one holder.
+	shares map[int]int
 }
 
 // NewEngine returns an engine over b whose activations are F32.
@@ -213,6 +216,7 @@ func (e *Engine) EndStep() {
 	}
 	e.arena = e.arena[:0]
 	e.tape = e.tape[:0]
+	clear(e.shares)
 }
 
 // ArenaLive is the number of live arena allocations (for tests and
@@ -233,6 +237,7 @@ func (e *Engine) release(mark int, keep map[int]bool) {
 		if e.arena[i] != nil && !keep[i] {
 			e.B.Free(e.arena[i])
 			e.arena[i] = nil
+			delete(e.shares, i)
 		}
 	}
 }

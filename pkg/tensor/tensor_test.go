@@ -154,6 +154,51 @@ func TestGradients(t *testing.T) {
 			u := tensor.Add(r, tensor.Reshape(in[1], 3, 2))
 			return tensor.Add(tensor.Scale(u, 0.5), tensor.Reshape(h, 3, 2))
 		}, [][]int{{2, 3}, {6}}},
+		// A same-shape add's operands hold its gradient jointly (shareGrad);
+		// each later writer must take a private copy first: b's other
+		// consumer adding with alpha ≠ 1 (own, then Axpy) and alpha 1
+		// (one Binary add), a's other consumer overwriting/adding before
+		// b's producer has read the gradient, and an add feeding a
+		// checkpoint whose inner ops write into the handed-on buffer.
+		{"SharedGradients", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])      // [2,3]
+			a := tensor.GELU(in[1])      // [2,3]
+			v := tensor.Softmax(a)       // adds into a's gradient once h is done
+			u := tensor.Scale(h, 3)      // alpha-3 add into h, no longer shared
+			r := tensor.Reshape(h, 3, 2) // alpha-1 hand-over into h while shared
+			z := tensor.Add(a, h)
+			return tensor.Concat(0, z, u, tensor.Reshape(r, 2, 3), v, tensor.Add(z, z))
+		}, [][]int{{2, 3}, {2, 3}}},
+		{"SharedGradientsScaled", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])
+			a := tensor.GELU(in[1])
+			u := tensor.Scale(h, 3) // alpha-3 add into h while shared
+			z := tensor.Add(a, h)
+			return tensor.Concat(0, z, u)
+		}, [][]int{{2, 3}, {2, 3}}},
+		{"SharedGradientsOverwriteOrAdd", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])
+			a := tensor.GELU(in[1])
+			l := tensor.Linear(h, in[2], nil) // gradOut into h while shared
+			z := tensor.Add(a, h)
+			return tensor.Concat(0, z, l)
+		}, [][]int{{2, 3}, {2, 3}, {3, 3}}},
+		{"SharedGradientsWrittenFirst", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[0])
+			a := tensor.GELU(in[1])
+			v := tensor.Softmax(a) // writes into a's gradient while h still shares it
+			z := tensor.Add(a, h)
+			return tensor.Concat(0, z, v)
+		}, [][]int{{2, 3}, {2, 3}}},
+		{"SharedGradientIntoCheckpoint", func(in []*tensor.Tensor) *tensor.Tensor {
+			e := in[0].Engine()
+			g := tensor.SiLU(in[1])
+			c := e.Checkpoint(func(x []*tensor.Tensor) *tensor.Tensor {
+				q := tensor.SiLU(x[0])
+				return tensor.Add(q, tensor.GELU(q)) // q takes the handed-on buffer and adds into it
+			}, in[0])
+			return tensor.Add(g, c) // c and g share the gradient
+		}, [][]int{{2, 3}, {2, 3}}},
 		{"Permute", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Permute(in[0], 2, 0, 1) }, [][]int{{2, 3, 4}}},
 		{"ConcatSlice", func(in []*tensor.Tensor) *tensor.Tensor {
 			c := tensor.Concat(1, in[0], in[1])
