@@ -26,13 +26,12 @@ func (s drySource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) 
 	return s.e.Wrap(s.e.B.Alloc(s.dt, shape.Numel()), shape...), nil
 }
 
-// opsPerStep counts the backend operations of one real-size SD 1.5 LoCon
-// training step (the BenchmarkTrainStepSD15 step: dim 8/alpha 4, conv
-// 4/4, text encoder trained, 512 px, AdamW) with activations in act, on
-// the dry backend: what a launch-bound GPU step pays for.
-func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool) (int, map[string]int) {
-	prof := profile.New(dry.New(), false)
-	e := tensor.NewEngine(prof)
+// drySD15 builds the real-size SD 1.5 UNet, text encoder and LoCon (the
+// BenchmarkTrainStepSD15 network: dim 8/alpha 4, conv 4/4, text encoder
+// trained) on backend be with activations in act, and returns one training
+// step (512 px, AdamW) at the given batch.
+func drySD15(t testing.TB, be tensor.Backend, act tensor.DType, batch int, checkpoint bool) (step func()) {
+	e := tensor.NewEngine(be)
 	e.Act = act
 	u, err := unet.New(nn.NewBuilder(UNetPrefix, drySource{e, act}), unet.DefaultConfig())
 	if err != nil {
@@ -60,18 +59,29 @@ func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool) (int
 	}
 	ts := make([]float32, batch)
 	x := make([]float32, batch*4*64*64)
-	for step := 1; step <= 2; step++ {
-		prof.Reset() // count the second step: the first one includes set-up
+	n := 0
+	return func() {
+		n++
 		xt := e.FromFloat32(x, batch, 4, 64, 64)
 		ctx := te.Encode(ids, 1)
 		target := e.FromFloat32(x, batch, 4, 64, 64)
 		loss := tensor.MSELoss(u.Forward(xt, ts, ctx), target, nil)
 		e.Backward(loss, 1024)
 		e.B.AdamW(net.Params, net.Grads, m, v, tensor.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999,
-			Eps: 1e-8, WeightDecay: 0.01, Step: step, GradScale: 1.0 / 1024})
+			Eps: 1e-8, WeightDecay: 0.01, Step: n, GradScale: 1.0 / 1024})
 		net.ZeroGrad()
 		e.EndStep()
 	}
+}
+
+// opsPerStep counts the backend operations of one real-size training step
+// (drySD15) on the dry backend: what a launch-bound GPU step pays for.
+func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool) (int, map[string]int) {
+	prof := profile.New(dry.New(), false)
+	step := drySD15(t, prof, act, batch, checkpoint)
+	step() // the first step includes set-up (the mirror)
+	prof.Reset()
+	step()
 	return prof.Ops()
 }
 
@@ -103,6 +113,26 @@ func BenchmarkOpsPerStepSD15(b *testing.B) {
 				total, _ = opsPerStep(b, tensor.F16, 3, ck)
 			}
 			b.ReportMetric(float64(total), "ops/step")
+		})
+	}
+}
+
+// BenchmarkEngineStepSD15 is the host time of the engine itself — model
+// code, tape, arena, shape checks — for the real-size F16 step, on the dry
+// backend (no backend work at all): the floor under any backend's step
+// time, which a GPU step pays on the CPU before its launches.
+func BenchmarkEngineStepSD15(b *testing.B) {
+	for _, batch := range []int{1, 3} {
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			step := drySD15(b, dry.New(), tensor.F16, batch, false)
+			step()
+			total, _ := opsPerStep(b, tensor.F16, batch, false)
+			for b.Loop() {
+				step()
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(sec*1e3, "ms/step")
+			b.ReportMetric(sec*1e6/float64(total), "µs/op")
 		})
 	}
 }
