@@ -37,6 +37,12 @@ type allocator struct {
 
 	inUse, cached, peak uint64 // bytes
 	rawAllocs           int    // calls to raw.alloc, for tests and stats
+
+	// keep is set while a CUDA graph is being captured or one is alive
+	// (graph.go): the graph's nodes hold addresses of cached blocks, and
+	// raw.free (cuMemFree) would also break a capture, so cached blocks
+	// are never given back to the device then.
+	keep bool
 }
 
 func newAllocator(raw rawMemory) *allocator {
@@ -55,6 +61,9 @@ func (a *allocator) alloc(bytes uint64) (uintptr, error) {
 	} else {
 		var err error
 		p, err = a.raw.alloc(size)
+		if err != nil && a.keep {
+			return 0, fmt.Errorf("allocating %d bytes (%d in use, %d cached and kept for a CUDA graph): %w", size, a.inUse, a.cached, err)
+		}
 		if err != nil {
 			a.releaseCached()
 			p, err = a.raw.alloc(size)

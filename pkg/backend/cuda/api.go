@@ -73,6 +73,12 @@ type driverAPI struct {
 	cuStreamCreate, cuStreamSynchronize                                                              uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy             uintptr
 	cuGetErrorName, cuGetErrorString                                                                 uintptr
+
+	// CUDA graph capture (graph.go). Optional: bound by bindOptional, so a
+	// driver without them still loads the backend and only capture fails.
+	cuStreamBeginCapture, cuStreamEndCapture, cuStreamIsCapturing                  uintptr
+	cuGraphInstantiateWithFlags, cuGraphLaunch, cuGraphExecDestroy, cuGraphDestroy uintptr
+	cuGraphGetNodes                                                                uintptr
 }
 
 func (d *driverAPI) syms() []sym {
@@ -92,6 +98,33 @@ func (d *driverAPI) syms() []sym {
 		{"cuEventSynchronize", &d.cuEventSynchronize}, {"cuEventElapsedTime", &d.cuEventElapsedTime},
 		{"cuEventDestroy_v2", &d.cuEventDestroy},
 		{"cuGetErrorName", &d.cuGetErrorName}, {"cuGetErrorString", &d.cuGetErrorString},
+	}
+}
+
+// graphSyms are the graph-capture entry points, all optional. cuda.h maps
+// cuStreamBeginCapture to cuStreamBeginCapture_v2 (stream, mode) since
+// CUDA 10.1; the unsuffixed export is the 10.0 one-argument form.
+// cuGraphInstantiateWithFlags (exec*, graph, unsigned long long flags) is
+// CUDA 11.4+ (12.x maps cuGraphInstantiate to it). cuStreamEndCapture,
+// cuStreamIsCapturing and cuGraphLaunch are the plain (not _ptsz) exports,
+// which take an explicit stream.
+func (d *driverAPI) graphSyms() []sym {
+	return []sym{
+		{"cuStreamBeginCapture_v2", &d.cuStreamBeginCapture}, {"cuStreamEndCapture", &d.cuStreamEndCapture},
+		{"cuStreamIsCapturing", &d.cuStreamIsCapturing},
+		{"cuGraphInstantiateWithFlags", &d.cuGraphInstantiateWithFlags}, {"cuGraphLaunch", &d.cuGraphLaunch},
+		{"cuGraphExecDestroy", &d.cuGraphExecDestroy}, {"cuGraphDestroy", &d.cuGraphDestroy},
+		{"cuGraphGetNodes", &d.cuGraphGetNodes},
+	}
+}
+
+// bindOptional resolves what lookup finds of syms in h and leaves the
+// others 0 (absent from an older library).
+func bindOptional(h uintptr, syms []sym, lookup func(h uintptr, name string) (uintptr, error)) {
+	for _, s := range syms {
+		if p, err := lookup(h, s.name); err == nil && p != 0 {
+			*s.addr = p
+		}
 	}
 }
 
@@ -151,6 +184,13 @@ func (c *cublasAPI) syms() []sym {
 		{"cublasSetMathMode", &c.cublasSetMathMode},
 		{"cublasGemmStridedBatchedEx", &c.cublasGemmStridedBatchedEx},
 	}
+}
+
+// optionalSyms are cuBLAS entry points an older cuBLAS may lack.
+// cublas_v2.h maps cublasSetWorkspace to cublasSetWorkspace_v2 (handle,
+// void *workspace, size_t bytes).
+func (c *cublasAPI) optionalSyms() []sym {
+	return []sym{{"cublasSetWorkspace_v2", &c.cublasSetWorkspace}}
 }
 
 // cublasStatusText names a cublasStatus_t.

@@ -42,8 +42,9 @@ type Backend struct {
 	funcs  map[string]uintptr // kernel name -> CUfunction
 	sms    int                // multiprocessors
 	args   *argPack
-	paths  []string // libraries loaded, for Describe
-	err    error    // first deferred device error, reported by Sync
+	paths  []string   // libraries loaded, for Describe
+	err    error      // first deferred device error, reported by Sync
+	graph  graphState // CUDA graph capture (graph.go)
 }
 
 var _ tensor.Backend = (*Backend)(nil)
@@ -101,6 +102,7 @@ func open(dev int) (b *Backend, err error) {
 	if err := bind("the CUDA driver "+path, h, b.drv.syms()); err != nil {
 		return nil, err
 	}
+	bindOptional(h, b.drv.graphSyms(), dlsymOptional)
 	const op = "cuda.New"
 	d := &b.drv
 	if r := call(d.cuInit, 0); r != 0 {
@@ -140,6 +142,7 @@ func open(dev int) (b *Backend, err error) {
 	if err := bind("cuBLAS "+path, hb, b.blas.syms()); err != nil {
 		return nil, err
 	}
+	bindOptional(hb, b.blas.optionalSyms(), dlsymOptional)
 	b.blasCheck(op, "cublasCreate", call(b.blas.cublasCreate, uintptr(unsafe.Pointer(&b.handle))))
 	b.blasCheck(op, "cublasSetStream", call(b.blas.cublasSetStream, b.handle, b.stream))
 	b.blasCheck(op, "cublasSetMathMode", call(b.blas.cublasSetMathMode, b.handle, 0)) // CUBLAS_DEFAULT_MATH
@@ -255,9 +258,14 @@ func (b *Backend) unscratch(p uintptr) {
 
 // hostToDevice copies len bytes from host memory at src (kept alive by the
 // caller) to dst on the stream. Pageable memory is staged by the driver
-// before the call returns, so src may be reused at once.
+// before the call returns, so src may be reused at once. During a graph
+// capture the bytes are staged instead (stageUpload, graph.go).
 func (b *Backend) hostToDevice(op string, dst uintptr, src unsafe.Pointer, bytes int) {
 	if bytes == 0 {
+		return
+	}
+	if b.graph.capturing {
+		b.stageUpload(op, dst, src, bytes)
 		return
 	}
 	b.enter()
@@ -265,8 +273,10 @@ func (b *Backend) hostToDevice(op string, dst uintptr, src unsafe.Pointer, bytes
 	b.drv.check(op, "cuMemcpyHtoDAsync", call(b.drv.cuMemcpyHtoDAsync, dst, uintptr(src), uintptr(bytes), b.stream))
 }
 
-// deviceToHost copies to host memory and waits for it.
+// deviceToHost copies to host memory and waits for it. It panics while a
+// CUDA graph is being captured (Download, SumSquares).
 func (b *Backend) deviceToHost(op string, dst unsafe.Pointer, src uintptr, bytes int) {
+	b.refuseWhileCapturing(op)
 	if bytes == 0 {
 		return
 	}
@@ -326,6 +336,9 @@ func (b *Backend) Download(dst []float32, src tensor.Storage) {
 }
 
 func (b *Backend) Sync() error {
+	if err := b.captureError("cuda.Sync"); err != nil {
+		return err
+	}
 	if b.err != nil {
 		err := b.err
 		b.err = nil
