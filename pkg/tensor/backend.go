@@ -94,7 +94,9 @@ type Backend interface {
 
 	// Conv2D: y[N,K,P,Q] = conv(x[N,C,H,W], w[K,C,R,S]) + bias[K] (bias may be nil).
 	Conv2D(y, x, w, bias Storage, p ConvParams)
-	// Conv2DBackwardData: dx[N,C,H,W] += conv_transpose(dy, w).
+	// Conv2DBackwardData: dx[N,C,H,W] += conv_transpose(dy, w), or, with
+	// p.Overwrite, dx = conv_transpose(dy, w) without reading dx (a fresh
+	// gradient buffer needs no zero-fill).
 	Conv2DBackwardData(dx, dy, w Storage, p ConvParams)
 	// Conv2DBackwardFilter: dw[K,C,R,S] += corr(x, dy); dbias[K] += sum of dy
 	// over N,P,Q (either may be nil).
@@ -130,7 +132,8 @@ type Backend interface {
 	// Saves lse[B,H,Tq] (F32), the log-sum-exp of each score row.
 	// Implementations must not materialise more than a bounded block of scores.
 	Attention(o, lse, q, k, v Storage, p AttnParams)
-	// AttentionBackward: dq, dk, dv += ... (any may be nil).
+	// AttentionBackward: dq, dk, dv += ... (any may be nil); with
+	// p.Overwrite, dq, dk, dv = ... without reading them.
 	AttentionBackward(dq, dk, dv, do, q, k, v, o, lse Storage, p AttnParams)
 
 	// Binary: y[i] = a[i] op b[(i/p.Inner) % p.BLen] for i < a.Len().
@@ -230,6 +233,7 @@ type ConvParams struct {
 	K, R, S          int
 	StrideH, StrideW int
 	PadH, PadW       int
+	Overwrite        bool // Conv2DBackwardData only: write dx instead of adding into it
 }
 
 // P is the output height.
@@ -252,6 +256,7 @@ type AttnParams struct {
 	B, H, Tq, Tk, D int
 	Scale           float32 // usually 1/sqrt(D)
 	Causal          bool    // query i sees keys 0..i (requires Tq == Tk)
+	Overwrite       bool    // AttentionBackward only: write dq, dk, dv instead of adding into them
 }
 
 // Broadcast describes how b is indexed in Backend.Binary: b[(i/Inner) % BLen].

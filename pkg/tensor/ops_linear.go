@@ -142,8 +142,9 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 		p := convParams(x, w, stride, pad)
 		e.push(y, func(gy Storage) {
 			var dx, dw, db Storage
+			p := p
 			if x.needGrad {
-				dx = e.gradOf(x)
+				dx, p.Overwrite = e.convGradOut(x)
 			}
 			if w.needGrad {
 				dw = e.gradOf(w)
@@ -164,6 +165,14 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 		})
 	}
 	return y
+}
+
+// convGradOut is x's gradient buffer for a convolution's backward data,
+// and whether it is fresh (written with ConvParams.Overwrite, no zero-fill)
+// rather than existing (added into).
+func (e *Engine) convGradOut(x *Tensor) (Storage, bool) {
+	s, beta := e.gradOut(x)
+	return s, beta == 0
 }
 
 // convParams describes the convolution of x with w.
@@ -296,8 +305,9 @@ func Conv2DLowRank(x, w, bias *Tensor, stride, pad int, h, up *Tensor, scale flo
 		e.push(y, func(gy Storage) {
 			var dx, dw, db, dh, dup Storage
 			var bh float32
+			p := p
 			if x.needGrad {
-				dx = e.gradOf(x)
+				dx, p.Overwrite = e.convGradOut(x)
 			}
 			if w.needGrad {
 				dw = e.gradOf(w)

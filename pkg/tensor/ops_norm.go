@@ -145,16 +145,27 @@ func Attention(q, k, v *Tensor, heads int, causal bool) *Tensor {
 	e.B.Attention(o.data, lse, q.data, k.data, v.data, p)
 	if e.track(o, q, k, v) {
 		e.push(o, func(gy Storage) {
-			var dq, dk, dv Storage
-			if q.needGrad {
-				dq = e.gradOf(q)
+			// Fresh gradient buffers are written, not zero-filled and added
+			// into, when all three are fresh and distinct (an overwrite
+			// applies to all of them).
+			p := p
+			p.Overwrite = q != k && k != v && q != v
+			for _, t := range []*Tensor{q, k, v} {
+				if t.needGrad && t.grad != nil {
+					p.Overwrite = false
+				}
 			}
-			if k.needGrad {
-				dk = e.gradOf(k)
+			grad := func(t *Tensor) Storage {
+				switch {
+				case !t.needGrad:
+					return nil
+				case p.Overwrite:
+					s, _ := e.gradOut(t)
+					return s
+				}
+				return e.gradOf(t)
 			}
-			if v.needGrad {
-				dv = e.gradOf(v)
-			}
+			dq, dk, dv := grad(q), grad(k), grad(v)
 			e.B.AttentionBackward(dq, dk, dv, gy, q.data, k.data, v.data, o.data, lse, p)
 		})
 	}

@@ -127,6 +127,15 @@ func TestGradients(t *testing.T) {
 		{"GEGLU", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.GEGLU(in[0]) }, [][]int{{3, 8}}},
 		{"Softmax", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Softmax(in[0]) }, [][]int{{3, 5}}},
 		{"Attention", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Attention(in[0], in[1], in[2], 2, false) }, [][]int{{2, 3, 8}, {2, 5, 8}, {2, 5, 8}}},
+		// Attention writes fresh q/k/v gradients (Overwrite) only when all
+		// are fresh and distinct: k and v the same tensor, and k with a
+		// gradient already (a later consumer) take the adding path.
+		{"AttentionKVSame", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Attention(in[0], in[1], in[1], 2, false) }, [][]int{{2, 3, 8}, {2, 5, 8}}},
+		{"AttentionGradExisting", func(in []*tensor.Tensor) *tensor.Tensor {
+			k := tensor.SiLU(in[1])
+			o := tensor.Attention(in[0], k, in[2], 2, false)
+			return tensor.Concat(1, o, tensor.Scale(k, 2))
+		}, [][]int{{2, 3, 8}, {2, 5, 8}, {2, 5, 8}}},
 		{"AttentionCausal", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Attention(in[0], in[1], in[2], 2, true) }, [][]int{{1, 4, 6}, {1, 4, 6}, {1, 4, 6}}},
 		{"AddChannel", func(in []*tensor.Tensor) *tensor.Tensor {
 			return tensor.Add(in[0], tensor.Reshape(in[1], 2, 3, 1, 1))

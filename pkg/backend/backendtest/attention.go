@@ -32,6 +32,11 @@ func attentionCases() []testCase {
 		cs = append(cs,
 			testCase{"Attention", "Attention/" + shape, func(e *env) { testAttention(e, p) }},
 			testCase{"AttentionBackward", "AttentionBackward/" + shape, func(e *env) { testAttentionBackward(e, p, [3]bool{true, true, true}) }},
+			testCase{"AttentionBackward", "AttentionBackward/" + shape + "_overwrite", func(e *env) {
+				po := p
+				po.Overwrite = true
+				testAttentionBackward(e, po, [3]bool{true, true, true})
+			}},
 		)
 		if p.Tq == 5 || p.Causal && p.D == 13 {
 			cs = append(cs,
@@ -72,8 +77,13 @@ func testAttentionBackward(e *env, p tensor.AttnParams, which [3]bool) {
 	o, lse := e.in("o", e.dt, f32(e.dt, oRef)), e.in("lse", tensor.F32, f32(tensor.F32, lRef))
 	var g [3]tensor.Storage
 	var want [3][]float64
+	what := " (prefilled, must be added to)"
 	for i, c := range [][]float64{cq, ck, cv} {
-		if which[i] {
+		switch {
+		case which[i] && p.Overwrite: // NaN-filled: must be written, not read
+			g[i], want[i] = e.out(e.dt, len(c)), c
+			what = " (NaN-filled, Overwrite: must be written, not read)"
+		case which[i]:
 			g[i], want[i] = e.grad(e.dt, c)
 		}
 	}
@@ -81,7 +91,7 @@ func testAttentionBackward(e *env, p tensor.AttnParams, which [3]bool) {
 	e.checkInputs("AttentionBackward")
 	for i, name := range []string{"dq", "dk", "dv"} {
 		if which[i] {
-			e.check("AttentionBackward", name+" (prefilled, must be added to)", e.get(g[i]), want[i], e.tol)
+			e.check("AttentionBackward", name+what, e.get(g[i]), want[i], e.tol)
 		}
 	}
 }

@@ -36,7 +36,8 @@ func convCases() []testCase {
 		}
 		cs = append(cs,
 			testCase{"Conv2D", "Conv2D/" + shape, func(e *env) { testConv2D(e, p, bias) }},
-			testCase{"Conv2DBackwardData", "Conv2DBackwardData/" + shape, func(e *env) { testConv2DBackwardData(e, p) }},
+			testCase{"Conv2DBackwardData", "Conv2DBackwardData/" + shape, func(e *env) { testConv2DBackwardData(e, p, false) }},
+			testCase{"Conv2DBackwardData", "Conv2DBackwardData/" + shape + "_overwrite", func(e *env) { testConv2DBackwardData(e, p, true) }},
 			testCase{"Conv2DBackwardFilter", "Conv2DBackwardFilter/" + shape, func(e *env) { testConv2DBackwardFilter(e, p, bias) }},
 		)
 	}
@@ -65,12 +66,23 @@ func testConv2D(e *env, p tensor.ConvParams, withBias bool) {
 	e.check("Conv2D", "y", e.get(y), want, e.tol)
 }
 
-func testConv2DBackwardData(e *env, p tensor.ConvParams) {
+// testConv2DBackwardData checks dx += conv_transpose(dy, w) into a
+// prefilled dx, or, with overwrite (p.Overwrite), dx = ... into a
+// NaN-filled dx that must not be read.
+func testConv2DBackwardData(e *env, p tensor.ConvParams, overwrite bool) {
 	nx, nw, ny := convLens(p)
 	dyv, wv := e.data(ny), e.data(nw)
 	dy, w := e.in("dy", e.dt, dyv), e.in("w", e.dt, wv)
 	contrib := make([]float64, nx)
 	refConv2DBackwardData(contrib, f64(dyv), f64(wv), p)
+	if overwrite {
+		dx := e.out(e.dt, nx)
+		p.Overwrite = true
+		e.b.Conv2DBackwardData(dx, dy, w, p)
+		e.checkInputs("Conv2DBackwardData")
+		e.check("Conv2DBackwardData", "dx (NaN-filled, Overwrite: must be written, not read)", e.get(dx), contrib, e.tol)
+		return
+	}
 	dx, want := e.grad(e.dt, contrib)
 	e.b.Conv2DBackwardData(dx, dy, w, p)
 	e.checkInputs("Conv2DBackwardData")

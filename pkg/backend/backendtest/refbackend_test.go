@@ -96,6 +96,9 @@ func (refBackend) Conv2D(y, x, w, bias tensor.Storage, p tensor.ConvParams) {
 }
 func (refBackend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvParams) {
 	v := get(dx)
+	if p.Overwrite {
+		clear(v)
+	}
 	refConv2DBackwardData(v, get(dy), get(w), p)
 	put(dx, v)
 }
@@ -177,6 +180,11 @@ func (refBackend) Attention(o, lse, q, k, v tensor.Storage, p tensor.AttnParams)
 }
 func (refBackend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Storage, p tensor.AttnParams) {
 	a, b, c := get(dq), get(dk), get(dv)
+	if p.Overwrite {
+		clear(a)
+		clear(b)
+		clear(c)
+	}
 	refAttentionBackward(a, b, c, get(do), get(q), get(k), get(v), p)
 	put(dq, a)
 	put(dk, b)

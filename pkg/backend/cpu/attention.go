@@ -171,6 +171,11 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	if dqs == nil && dks == nil && dvs == nil {
 		return
 	}
+	if p.Overwrite { // the paths below add
+		clear(dqs)
+		clear(dks)
+		clear(dvs)
+	}
 	if attnSmall(p) {
 		b.attentionBackwardSmall(dqs, dks, dvs, dos, qs, ks, vs, os, ls, p)
 		return

@@ -83,7 +83,7 @@ func (b *Backend) Conv2D(y, x, w, bias tensor.Storage, p tensor.ConvParams) {
 	}
 }
 
-// Conv2DBackwardData adds the input gradient into dx.
+// Conv2DBackwardData adds the input gradient into dx (writes it, with p.Overwrite).
 func (b *Backend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvParams) {
 	const op = "conv2d_backward_data"
 	dxs, dys, ws := f32(op, dx), f32(op, dy), f32(op, w)
@@ -94,6 +94,9 @@ func (b *Backend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvPara
 		tensor.Errorf(op, "nil weight")
 	}
 	P, Q := convCheck(op, p, dxs, ws, dys, "dx", "dy")
+	if p.Overwrite {
+		clear(dxs) // the paths below add
+	}
 	if p.StrideH == 1 && p.StrideW == 1 && p.PadH < p.R && p.PadW < p.S && !isPointwise(p) &&
 		(p.K < p.C || p.C*p.K*p.R*p.S*p.H*p.W <= flippedMaxWork) {
 		b.convBackwardDataFlipped(dxs, dys, ws, p, P, Q)

@@ -64,6 +64,13 @@ func (b *Backend) AttentionBackward(dq, dk, dv, do, q, k, v, o, lse tensor.Stora
 	if p.D > attMaxD {
 		tensor.Errorf(op, "head dim %d: the backward pass supports at most %d (only the forward has a GEMM path)", p.D, attMaxD)
 	}
+	if p.Overwrite { // the kernels below add
+		for _, g := range []*buffer{dqb, dkb, dvb} {
+			if g != nil {
+				b.Fill(g, 0)
+			}
+		}
+	}
 	D, s := p.D, sfx(qb.dt)
 	rows := p.B * p.Tq * p.H
 	delta := b.scratch(op, 4*rows)

@@ -79,9 +79,13 @@ func (b *Backend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvPara
 		return
 	}
 	if pointwise(p) {
-		// dx_n[C,HW] += wᵀ[C,K] dy_n[K,HW]
+		// dx_n[C,HW] (+)= wᵀ[C,K] dy_n[K,HW]
+		beta := float32(1)
+		if p.Overwrite {
+			beta = 0
+		}
 		b.gemm(op, dxb.ptr, dxb.dt, dxb.n, wb, dyb, tensor.GemmParams{TransA: true, M: p.C, N: PQ, K: p.K,
-			Batch: p.N, StrideA: 0, StrideB: p.K * PQ, StrideC: p.C * HW, Alpha: 1, Beta: 1})
+			Batch: p.N, StrideA: 0, StrideB: p.K * PQ, StrideC: p.C * HW, Alpha: 1, Beta: beta})
 		return
 	}
 	// dcol_n[CRS,PQ] = wᵀ[CRS,K] dy_n[K,PQ] in F32, then col2im adds into dx.
@@ -94,7 +98,7 @@ func (b *Backend) Conv2DBackwardData(dx, dy, w tensor.Storage, p tensor.ConvPara
 		b.gemm(op, colp, tensor.F32, nb*CRS*PQ, wb, dyv, tensor.GemmParams{TransA: true, M: CRS, N: PQ, K: p.K,
 			Batch: cnt, StrideA: 0, StrideB: p.K * PQ, StrideC: CRS * PQ, Alpha: 1})
 		dxv := b.View(dxb, n0*p.C*HW, cnt*p.C*HW).(*buffer)
-		b.ew(op, "conv", "col2im_"+sfx(dxb.dt), cnt*p.C*HW, dxv, devPtr(colp), cnt, d)
+		b.ew(op, "conv", "col2im_"+sfx(dxb.dt), cnt*p.C*HW, dxv, devPtr(colp), cnt, d, !p.Overwrite)
 	}
 	b.unscratch(colp)
 }

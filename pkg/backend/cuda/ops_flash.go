@@ -131,12 +131,12 @@ func (b *Backend) flashBackward(op string, dq, dk, dv, do, q, k, v, o, lse *buff
 	if dk != nil || dv != nil {
 		cfg := launchCfg{grid: [3]int{(p.Tk + 63) / 64, p.B * p.H, 1}, block: [3]int{flashThreads, 1, 1}, shmem: c.dkdvShmem()}
 		b.launch(op, "flash", fmt.Sprintf("flash_bwd_dkdv_%s_d%d", s, c.dp), cfg,
-			dk, dv, q, k, v, do, lse, devPtr(delta), p.H, p.Tq, p.Tk, int32(p.D), p.Scale, p.Causal)
+			dk, dv, q, k, v, do, lse, devPtr(delta), p.H, p.Tq, p.Tk, int32(p.D), p.Scale, p.Causal, !p.Overwrite)
 	}
 	if dq != nil {
 		cfg := launchCfg{grid: [3]int{(p.Tq + 63) / 64, p.B * p.H, 1}, block: [3]int{flashThreads, 1, 1}, shmem: c.dqShmem()}
 		b.launch(op, "flash", fmt.Sprintf("flash_bwd_dq_%s_d%d", s, c.dp), cfg,
-			dq, q, k, v, do, lse, devPtr(delta), p.H, p.Tq, p.Tk, int32(p.D), p.Scale, p.Causal)
+			dq, q, k, v, do, lse, devPtr(delta), p.H, p.Tq, p.Tk, int32(p.D), p.Scale, p.Causal, !p.Overwrite)
 	}
 	b.unscratch(delta)
 	return true

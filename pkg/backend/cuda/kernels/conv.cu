@@ -26,9 +26,10 @@ template <class T> __device__ void im2col_k(T* col, const T* x, long long nb, Co
 FOR_EACH_DTYPE(K_IM2COL)
 
 // col2im, gathering: dx[n, c, h, w] += sum over (r, s) with
-// h = p*sh - ph + r and w = q*sw - pw + s inside the output of col[...].
-// One thread per dx element: no races.
-template <class T> __device__ void col2im_k(T* dx, const float* col, long long nb, ConvDims d) {
+// h = p*sh - ph + r and w = q*sw - pw + s inside the output of col[...]
+// (dx = the sum, dx not read, when add is 0). One thread per dx element:
+// no races.
+template <class T> __device__ void col2im_k(T* dx, const float* col, long long nb, ConvDims d, int add) {
     const long long PQ = d.P * d.Q, CRS = d.C * d.R * d.S;
     GRID_LOOP(i, nb * d.C * d.H * d.W) {
         const long long w = i % d.W, t1 = i / d.W, h = t1 % d.H, t2 = t1 / d.H, c = t2 % d.C, n = t2 / d.C;
@@ -46,11 +47,11 @@ template <class T> __device__ void col2im_k(T* dx, const float* col, long long n
                 acc += col[(n * CRS + (c * d.R + r) * d.S + s) * PQ + p * d.Q + q];
             }
         }
-        dx[i] = fromf<T>(tof(dx[i]) + acc);
+        dx[i] = fromf<T>(add ? tof(dx[i]) + acc : acc);
     }
 }
 #define K_COL2IM(S, T)                                                                                    \
-    extern "C" __global__ void col2im_##S(T* dx, const float* col, long long nb, ConvDims d) { \
-        col2im_k<T>(dx, col, nb, d);                                                                      \
+    extern "C" __global__ void col2im_##S(T* dx, const float* col, long long nb, ConvDims d, int add) { \
+        col2im_k<T>(dx, col, nb, d, add);                                                                          \
     }
 FOR_EACH_DTYPE(K_COL2IM)

@@ -319,7 +319,7 @@ __device__ __forceinline__ void flash_fwd_k(T* o, float* lse, const T* q, const 
 template <class T, int DP, int BQ>
 __device__ __forceinline__ void flash_bwd_dkdv_k(T* dk, T* dv, const T* q, const T* k, const T* v, const T* dout,
                                                  const float* lse, const float* delta, long long H, long long Tq,
-                                                 long long Tk, int D, float scale, int causal) {
+                                                 long long Tk, int D, float scale, int causal, int add) {
     constexpr int BK = 64, S = DP + 8, KD = DP / 16, NQT = BQ / 8, NDT = DP / 8;
     extern __shared__ __align__(16) unsigned char fl_smem[];
     fl_check((2 * BK + 4 * BQ) * S * 2 + 4 * BQ * 4);
@@ -459,8 +459,8 @@ __device__ __forceinline__ void flash_bwd_dkdv_k(T* dk, T* dv, const T* q, const
         for (int dt = 0; dt < NDT; ++dt) {
             const int col = dt * 8 + 2 * tg;
             if (col >= D) continue;
-            if (dkg) fl_store2<T>(dkg + j * rs + col, scale * adk[dt][2 * r], scale * adk[dt][2 * r + 1], true);
-            if (dvg) fl_store2<T>(dvg + j * rs + col, adv[dt][2 * r], adv[dt][2 * r + 1], true);
+            if (dkg) fl_store2<T>(dkg + j * rs + col, scale * adk[dt][2 * r], scale * adk[dt][2 * r + 1], add);
+            if (dvg) fl_store2<T>(dvg + j * rs + col, adv[dt][2 * r], adv[dt][2 * r + 1], add);
         }
     }
 }
@@ -472,7 +472,7 @@ __device__ __forceinline__ void flash_bwd_dkdv_k(T* dk, T* dv, const T* q, const
 template <class T, int DP, int BK>
 __device__ __forceinline__ void flash_bwd_dq_k(T* dq, const T* q, const T* k, const T* v, const T* dout,
                                                const float* lse, const float* delta, long long H, long long Tq,
-                                               long long Tk, int D, float scale, int causal) {
+                                               long long Tk, int D, float scale, int causal, int add) {
     constexpr int BQ = 64, S = DP + 8, KD = DP / 16, NKT = BK / 8, NDT = DP / 8;
     extern __shared__ __align__(16) unsigned char fl_smem[];
     fl_check((2 * BQ + 4 * BK) * S * 2);
@@ -589,7 +589,7 @@ __device__ __forceinline__ void flash_bwd_dq_k(T* dq, const T* q, const T* k, co
 #pragma unroll
         for (int dt = 0; dt < NDT; ++dt) {
             const int col = dt * 8 + 2 * tg;
-            if (col < D) fl_store2<T>(dqg + i * rs + col, scale * adq[dt][2 * r], scale * adq[dt][2 * r + 1], true);
+            if (col < D) fl_store2<T>(dqg + i * rs + col, scale * adq[dt][2 * r], scale * adq[dt][2 * r + 1], add);
         }
     }
 }
@@ -606,14 +606,14 @@ __device__ __forceinline__ void flash_bwd_dq_k(T* dq, const T* q, const T* k, co
     extern "C" __global__ void __launch_bounds__(FL_THREADS)                                                     \
         flash_bwd_dkdv_##SX##_d##DP(T* dk, T* dv, const T* q, const T* k, const T* v, const T* dout,               \
                                     const float* lse, const float* delta, long long H, long long Tq,             \
-                                    long long Tk, int D, float scale, int causal) {                              \
-        flash_bwd_dkdv_k<T, DP, KBQ>(dk, dv, q, k, v, dout, lse, delta, H, Tq, Tk, D, scale, causal);             \
+                                    long long Tk, int D, float scale, int causal, int add) {                     \
+        flash_bwd_dkdv_k<T, DP, KBQ>(dk, dv, q, k, v, dout, lse, delta, H, Tq, Tk, D, scale, causal, add);        \
     }                                                                                                            \
     extern "C" __global__ void __launch_bounds__(FL_THREADS)                                                     \
         flash_bwd_dq_##SX##_d##DP(T* dq, const T* q, const T* k, const T* v, const T* dout, const float* lse,     \
                                   const float* delta, long long H, long long Tq, long long Tk, int D,            \
-                                  float scale, int causal) {                                                     \
-        flash_bwd_dq_k<T, DP, QBK>(dq, q, k, v, dout, lse, delta, H, Tq, Tk, D, scale, causal);                   \
+                                  float scale, int causal, int add) {                                            \
+        flash_bwd_dq_k<T, DP, QBK>(dq, q, k, v, dout, lse, delta, H, Tq, Tk, D, scale, causal, add);              \
     }
 #define FL_DIMS(SX, T)                                                                                           \
     FL_INST(SX, T, 32, 64, 64, 64)                                                                               \
