@@ -2,13 +2,16 @@ package lycoris
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"loco/pkg/backend/cpu"
 	"loco/pkg/backend/cuda"
+	"loco/pkg/backend/dry"
 	"loco/pkg/backend/profile"
 	"loco/pkg/nn"
 	"loco/pkg/sd"
@@ -23,9 +26,10 @@ var prof *profile.Backend
 
 // benchBackend picks the backend of the training-step benchmark:
 // LOCO_BACKEND=cuda (activations in LOCO_BENCH_DTYPE, F16 by default) or cpu.
-func benchBackend(b *testing.B) (*tensor.Engine, func() (peak uint64)) {
+// The CUDA backend itself is returned too (nil on the CPU).
+func benchBackend(b *testing.B) (*tensor.Engine, *cuda.Backend) {
 	if os.Getenv("LOCO_BACKEND") != "cuda" {
-		return tensor.NewEngine(cpu.New()), func() uint64 { return 0 }
+		return tensor.NewEngine(cpu.New()), nil
 	}
 	be, err := cuda.New(0)
 	if err != nil {
@@ -41,7 +45,137 @@ func benchBackend(b *testing.B) (*tensor.Engine, func() (peak uint64)) {
 	if os.Getenv("LOCO_BENCH_DTYPE") == "BF16" {
 		e.Act = tensor.BF16
 	}
-	return e, func() uint64 { _, _, peak := be.MemStats(); return peak }
+	return e, be
+}
+
+// sd15Bench is the set-up the SD 1.5 training-step benchmarks share: the
+// real-size UNet and text encoder with random weights, a LoCon network
+// (dim 8/alpha 4, conv 4/4, text encoder trained), AdamW moments, and one
+// batch of fixed inputs (LOCO_BENCH_BATCH, default 3) at 512×512.
+type sd15Bench struct {
+	e     *tensor.Engine
+	cb    *cuda.Backend // nil on the CPU
+	u     *unet.UNet
+	te    *clip.Model
+	net   *Network
+	m, v  tensor.Storage
+	batch int
+	x     []float32 // latents [batch, 4, 64, 64]
+	noise []float32 // the target, same shape
+	ids   [][]int32
+	ts    []float32
+	scale float32 // loss scale (1024 in F16)
+}
+
+// newSD15Bench builds the set-up on the benchmark's backend (benchBackend)
+// with random weights.
+func newSD15Bench(b *testing.B) *sd15Bench {
+	e, cb := benchBackend(b)
+	batch := 3
+	if v := os.Getenv("LOCO_BENCH_BATCH"); v != "" {
+		fmt.Sscan(v, &batch)
+	}
+	return buildSD15Bench(b, e, cb, batch, func(seed uint64) nn.Source {
+		return &sd.RandomSource{E: e, DType: e.Act, Seed: seed}
+	})
+}
+
+// buildSD15Bench builds the set-up on engine e with weights from
+// weights(seed).
+func buildSD15Bench(tb testing.TB, e *tensor.Engine, cb *cuda.Backend, batch int, weights func(seed uint64) nn.Source) *sd15Bench {
+	s := &sd15Bench{e: e, cb: cb, batch: batch}
+	t0 := time.Now()
+	u, err := unet.New(nn.NewBuilder(UNetPrefix, weights(1)), unet.DefaultConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	teb := nn.NewBuilder(sd.TEPrefix, weights(2))
+	te := clip.New(teb, clip.DefaultConfig())
+	if teb.Err() != nil {
+		tb.Fatal(teb.Err())
+	}
+	lin, conv := u.Layers()
+	for _, nl := range te.Linears() {
+		lin = append(lin, nl.L)
+	}
+	net, err := New(e, Config{Dim: 8, Alpha: 4, ConvDim: 4, ConvAlpha: 4}, lin, conv, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.u, s.te, s.net = u, te, net
+	tb.Logf("built UNet and LoCon (%d trainable values) on %s in %v", net.Len(), e.B.Name(), time.Since(t0))
+	s.m = e.B.Alloc(tensor.F32, net.Len())
+	s.v = e.B.Alloc(tensor.F32, net.Len())
+	e.B.Fill(s.m, 0)
+	e.B.Fill(s.v, 0)
+	rng := rand.New(rand.NewPCG(2, 2))
+	randn := func(n int) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32(rng.NormFloat64())
+		}
+		return out
+	}
+	s.x = randn(s.batch * 4 * 64 * 64)
+	s.noise = randn(len(s.x))
+	s.ids = make([][]int32, s.batch)
+	for i := range s.ids {
+		s.ids[i] = make([]int32, 77)
+		s.ids[i][0] = 49406
+		for j := 1; j < 77; j++ {
+			s.ids[i][j] = int32(rng.IntN(49406))
+		}
+		s.ids[i][20] = 49407
+	}
+	s.ts = make([]float32, s.batch)
+	for i := range s.ts {
+		s.ts[i] = float32(rng.IntN(1000))
+	}
+	s.scale = 1
+	if e.Act == tensor.F16 {
+		s.scale = 1024
+	}
+	return s
+}
+
+// step is one training step on the fixed batch, with AdamW's 1-based step
+// number stepNo, the loss computed by loss, up to EndStep (no Sync).
+func (s *sd15Bench) step(loss func(pred, target *tensor.Tensor) *tensor.Tensor, stepNo int) {
+	e := s.e
+	xt := e.FromFloat32(s.x, s.batch, 4, 64, 64)
+	ctx := s.te.Encode(s.ids, 1)
+	target := e.FromFloat32(s.noise, s.batch, 4, 64, 64)
+	out := s.u.Forward(xt, s.ts, ctx)
+	e.Backward(loss(out, target), s.scale)
+	e.B.AdamW(s.net.Params, s.net.Grads, s.m, s.v, tensor.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999,
+		Eps: 1e-8, WeightDecay: 0.01, Step: stepNo, GradScale: 1 / s.scale})
+	s.net.ZeroGrad()
+	e.EndStep()
+}
+
+func mseLoss(pred, target *tensor.Tensor) *tensor.Tensor { return tensor.MSELoss(pred, target, nil) }
+
+// deviceMSE is mean((pred − target)²) computed without leaving the device:
+// the difference scaled by 1/√n, flattened to r = [1, n], then r·rᵀ.
+// tensor.MSELoss reads the per-row losses back to the host (a sync in the
+// forward and another in its backward), which a CUDA graph capture cannot
+// contain; this loss has the same value and gradient.
+func deviceMSE(pred, target *tensor.Tensor) *tensor.Tensor {
+	n := pred.Len()
+	d := tensor.Scale(tensor.Add(pred, tensor.Scale(target, -1)), float32(1/math.Sqrt(float64(n))))
+	r := tensor.Reshape(d, 1, n)
+	return tensor.MatMul(r, r, false, true)
+}
+
+// report gives a step time the benchmarks' common metrics.
+func (s *sd15Bench) report(b *testing.B, sec float64) {
+	b.ReportMetric(sec, "s/step")
+	b.ReportMetric(float64(s.batch)/sec, "images/s")
+	b.ReportMetric(float64(s.batch)*1.6e12/sec/1e12, "model-TFLOP/s")
+	if s.cb != nil {
+		_, _, peak := s.cb.MemStats()
+		b.ReportMetric(float64(peak)/(1<<30), "peak-GiB")
+	}
 }
 
 // BenchmarkTrainStepSD15 is one LoCon training step (dim 8/alpha 4, conv
@@ -54,61 +188,8 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 	if os.Getenv("LOCO_BACKEND") != "cuda" && os.Getenv("LOCO_BENCH_SD15") == "" {
 		b.Skip("set LOCO_BACKEND=cuda or LOCO_BENCH_SD15=1 to run the real-size training step")
 	}
-	e, peak := benchBackend(b)
-	t0 := time.Now()
-	u, err := unet.New(nn.NewBuilder(UNetPrefix, &sd.RandomSource{E: e, DType: e.Act, Seed: 1}), unet.DefaultConfig())
-	if err != nil {
-		b.Fatal(err)
-	}
-	tb := nn.NewBuilder(sd.TEPrefix, &sd.RandomSource{E: e, DType: e.Act, Seed: 2})
-	te := clip.New(tb, clip.DefaultConfig())
-	if tb.Err() != nil {
-		b.Fatal(tb.Err())
-	}
-	lin, conv := u.Layers()
-	for _, nl := range te.Linears() {
-		lin = append(lin, nl.L)
-	}
-	net, err := New(e, Config{Dim: 8, Alpha: 4, ConvDim: 4, ConvAlpha: 4}, lin, conv, rand.New(rand.NewPCG(1, 1)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("built UNet and LoCon (%d trainable values) on %s in %v", net.Len(), e.B.Name(), time.Since(t0))
-	m := e.B.Alloc(tensor.F32, net.Len())
-	v := e.B.Alloc(tensor.F32, net.Len())
-	e.B.Fill(m, 0)
-	e.B.Fill(v, 0)
-	batch := 3
-	if s := os.Getenv("LOCO_BENCH_BATCH"); s != "" {
-		fmt.Sscan(s, &batch)
-	}
-	rng := rand.New(rand.NewPCG(2, 2))
-	randn := func(n int) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32(rng.NormFloat64())
-		}
-		return out
-	}
-	x := randn(batch * 4 * 64 * 64)
-	noise := randn(len(x))
-	ids := make([][]int32, batch)
-	for i := range ids {
-		ids[i] = make([]int32, 77)
-		ids[i][0] = 49406
-		for j := 1; j < 77; j++ {
-			ids[i][j] = int32(rng.IntN(49406))
-		}
-		ids[i][20] = 49407
-	}
-	ts := make([]float32, batch)
-	for i := range ts {
-		ts[i] = float32(rng.IntN(1000))
-	}
-	scale := float32(1)
-	if e.Act == tensor.F16 {
-		scale = 1024
-	}
+	s := newSD15Bench(b)
+	e := s.e
 	if prof != nil {
 		defer func() {
 			fmt.Println("per-op device time over all steps of the benchmark (LOCO_PROFILE=1):")
@@ -119,21 +200,12 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 		if prof != nil && ck {
 			continue // profile the plain step only
 		}
-		b.Run(fmt.Sprintf("batch%d/checkpoint=%v", batch, ck), func(b *testing.B) {
-			u.Checkpoint = ck
+		b.Run(fmt.Sprintf("batch%d/checkpoint=%v", s.batch, ck), func(b *testing.B) {
+			s.u.Checkpoint = ck
 			step := 0
 			run := func() {
 				step++
-				xt := e.FromFloat32(x, batch, 4, 64, 64)
-				ctx := te.Encode(ids, 1)
-				target := e.FromFloat32(noise, batch, 4, 64, 64)
-				out := u.Forward(xt, ts, ctx)
-				loss := tensor.MSELoss(out, target, nil)
-				e.Backward(loss, scale)
-				e.B.AdamW(net.Params, net.Grads, m, v, tensor.AdamWParams{LR: 1e-4, Beta1: 0.9, Beta2: 0.999,
-					Eps: 1e-8, WeightDecay: 0.01, Step: step, GradScale: 1 / scale})
-				net.ZeroGrad()
-				e.EndStep()
+				s.step(mseLoss, step)
 				if err := e.B.Sync(); err != nil {
 					b.Fatal(err)
 				}
@@ -148,13 +220,257 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 			for b.Loop() {
 				run()
 			}
-			sec := b.Elapsed().Seconds() / float64(b.N)
-			b.ReportMetric(sec, "s/step")
-			b.ReportMetric(float64(batch)/sec, "images/s")
-			b.ReportMetric(float64(batch)*1.6e12/sec/1e12, "model-TFLOP/s")
-			if p := peak(); p > 0 {
-				b.ReportMetric(float64(p)/(1<<30), "peak-GiB")
-			}
+			s.report(b, b.Elapsed().Seconds()/float64(b.N))
 		})
+	}
+}
+
+// BenchmarkTrainStepSD15Graph captures one whole training step (the step
+// of BenchmarkTrainStepSD15 without checkpointing, with deviceMSE as the
+// loss: tensor.MSELoss synchronises) as a CUDA graph and times its
+// replays, Launch + Sync per step. It runs only with LOCO_BACKEND=cuda.
+//
+// The inputs are uploaded inside the captured step (FromFloat32, the
+// timestep embedding, the token ids): the cuda backend stages each upload
+// at capture time in memory the graph owns, so every replay trains on the
+// same captured batch, with AdamW's step number frozen at 1 (bias
+// correction of the first step). That is the cost of the step's device
+// work, not yet a training loop: feeding new batches needs the inputs in
+// fixed buffers written before each launch.
+//
+// Before timing, a correctness check: from the same parameters with zero
+// AdamW moments, one eager step and one replay must leave the same first
+// moment m (0.1 × the gradient after one step; relative L2 ≤ 1e-3), and
+// the parameter updates are compared too (logged). After the replays, the
+// same number of eager steps of the same step function are timed:
+// eager-s/step and speedup compare the two on identical work.
+func BenchmarkTrainStepSD15Graph(b *testing.B) {
+	if os.Getenv("LOCO_BACKEND") != "cuda" {
+		b.Skip("set LOCO_BACKEND=cuda to capture the real-size training step as a CUDA graph")
+	}
+	if os.Getenv("LOCO_PROFILE") == "1" {
+		b.Skip("LOCO_PROFILE=1 synchronises around every op, which a graph capture cannot contain")
+	}
+	s := newSD15Bench(b)
+	cb := s.cb
+	const stepNo = 1 // AdamW's step number, frozen into the graph
+	b.Run(fmt.Sprintf("batch%d/checkpoint=false", s.batch), func(b *testing.B) {
+		s.u.Checkpoint = false
+		sync := func(what string) {
+			if err := cb.Sync(); err != nil {
+				b.Fatalf("%s: %v", what, err)
+			}
+		}
+		var g *cuda.Graph
+		launch := func(what string) {
+			if err := g.Launch(); err != nil {
+				b.Fatalf("%s: %v", what, err)
+			}
+			sync(what)
+		}
+		eager := func(what string) {
+			if err := tensor.Catch(func() { s.step(deviceMSE, stepNo) }); err != nil {
+				b.Fatalf("%s: %v", what, err)
+			}
+			sync(what)
+		}
+		// Untimed eager step: kernel compilation and the allocator's first
+		// fill happen outside the capture.
+		eager("eager warm-up step")
+
+		t0 := time.Now()
+		if err := cb.BeginCapture(); err != nil {
+			b.Fatalf("BeginCapture: %v", err)
+		}
+		stepErr := tensor.Catch(func() { s.step(deviceMSE, stepNo) })
+		var endErr error
+		g, endErr = cb.EndCapture()
+		if stepErr != nil {
+			b.Fatalf("capturing the step failed: %v (EndCapture: %v)", stepErr, endErr)
+		}
+		if endErr != nil {
+			b.Fatalf("capturing the step failed: %v", endErr)
+		}
+		defer g.Close()
+		b.Logf("captured the step in %v: %v", time.Since(t0), g)
+		launch("first replay (uploads the graph)")
+
+		s.checkGraph(b, stepNo, eager, launch)
+
+		for b.Loop() {
+			launch("replay")
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		t0 = time.Now()
+		for range b.N {
+			eager("eager step")
+		}
+		eagerSec := time.Since(t0).Seconds() / float64(b.N)
+		b.Logf("batch %d: replay %.2f ms/step, eager %.2f ms/step (same step, %d each)", s.batch, sec*1e3, eagerSec*1e3, b.N)
+		s.report(b, sec)
+		b.ReportMetric(eagerSec, "eager-s/step")
+		b.ReportMetric(eagerSec/sec, "speedup")
+	})
+}
+
+// checkGraph compares one replay with one eager step from the same state:
+// parameters P0 and zero AdamW moments. After one step the first moment is
+// 0.1 × the (unscaled) gradient, so m compares the gradients; the
+// parameter updates (P1 − P0) are logged as well.
+func (s *sd15Bench) checkGraph(b *testing.B, stepNo int, eager, launch func(what string)) {
+	B, n := s.e.B, s.net.Len()
+	p0 := B.Alloc(tensor.F32, n)
+	defer B.Free(p0)
+	B.Copy(p0, s.net.Params)
+	reset := func() {
+		B.Copy(s.net.Params, p0)
+		B.Fill(s.m, 0)
+		B.Fill(s.v, 0)
+		s.net.Touch()
+	}
+	read := func(st tensor.Storage) []float32 {
+		out := make([]float32, n)
+		B.Download(out, st)
+		return out
+	}
+	reset()
+	eager("eager step of the check")
+	mE, pE := read(s.m), read(s.net.Params)
+	reset()
+	launch("replay of the check")
+	mG, pG := read(s.m), read(s.net.Params)
+	host0 := read(p0)
+	dE, dG := make([]float32, n), make([]float32, n)
+	for i := range host0 {
+		dE[i], dG[i] = pE[i]-host0[i], pG[i]-host0[i]
+	}
+	var norm float64
+	for _, v := range mE {
+		norm += float64(v) * float64(v)
+	}
+	em, ed := benchRelL2(mG, mE), benchRelL2(dG, dE)
+	b.Logf("graph check, one step from the same state: gradient (AdamW m) rel. L2 %.3g (‖m‖ %.3g), parameter update rel. L2 %.3g", em, math.Sqrt(norm), ed)
+	if !(em <= 1e-3) || norm == 0 {
+		b.Errorf("the replayed step's gradient differs from the eager step's: rel. L2 %.3g > 1e-3 (‖m‖ %.3g)", em, math.Sqrt(norm))
+	}
+}
+
+// benchRelL2 is ‖got − want‖ / ‖want‖ (NaN in got gives NaN).
+func benchRelL2(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / math.Max(den, 1e-300))
+}
+
+// captureProbe is the dry backend failing, while on, on what the cuda
+// backend refuses during a graph capture (Download, Sync, SumSquares),
+// and counting what it stages (uploads, embedding id uploads).
+type captureProbe struct {
+	*dry.Backend
+	on                  bool
+	uploads, embeddings int
+}
+
+func (p *captureProbe) refuse(op string) {
+	if p.on {
+		tensor.Errorf(op, "not allowed while capturing a CUDA graph")
+	}
+}
+
+func (p *captureProbe) Download(dst []float32, src tensor.Storage) {
+	p.refuse("Download")
+	p.Backend.Download(dst, src)
+}
+
+func (p *captureProbe) Sync() error {
+	p.refuse("Sync")
+	return nil
+}
+
+func (p *captureProbe) SumSquares(x tensor.Storage) float64 {
+	p.refuse("SumSquares")
+	return 0
+}
+
+func (p *captureProbe) Upload(dst tensor.Storage, src []float32) {
+	if p.on {
+		p.uploads++
+	}
+	p.Backend.Upload(dst, src)
+}
+
+func (p *captureProbe) Embedding(y, table tensor.Storage, ids []int32, dim int) {
+	if p.on {
+		p.embeddings++
+	}
+	p.Backend.Embedding(y, table, ids, dim)
+}
+
+// emptySource gives every weight uninitialised storage of its shape.
+type emptySource struct{ e *tensor.Engine }
+
+func (s emptySource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) {
+	return s.e.Wrap(s.e.B.Alloc(s.e.Act, shape.Numel()), shape...), nil
+}
+
+// TestGraphStepCapturable runs the step BenchmarkTrainStepSD15Graph
+// captures — real size, F16, batch 1 — on a dry backend that fails on the
+// calls a capture refuses, so a GPU session does not spend its minutes
+// learning that the step synchronises somewhere. The step with
+// tensor.MSELoss must fail there (it reads the loss back).
+func TestGraphStepCapturable(t *testing.T) {
+	p := &captureProbe{Backend: dry.New()}
+	e := tensor.NewEngine(p)
+	e.Act = tensor.F16
+	s := buildSD15Bench(t, e, nil, 1, func(uint64) nn.Source { return emptySource{e} })
+	s.step(deviceMSE, 1) // eager: the mirror is made here
+	p.on = true
+	if err := tensor.Catch(func() { s.step(deviceMSE, 1) }); err != nil {
+		t.Fatalf("the step with deviceMSE cannot be captured: %v", err)
+	}
+	t.Logf("captured step stages %d uploads and %d embedding id uploads", p.uploads, p.embeddings)
+	if p.uploads != 3 || p.embeddings != 1 {
+		t.Errorf("%d uploads and %d embeddings, want 3 (latents, target, timestep embedding) and 1 (token ids)", p.uploads, p.embeddings)
+	}
+	e.EndStep()
+	err := tensor.Catch(func() { s.step(mseLoss, 1) })
+	if err == nil || !strings.Contains(err.Error(), "Download") {
+		t.Errorf("the step with tensor.MSELoss passed the probe (%v); the probe does not see synchronisation", err)
+	}
+	e.EndStep()
+}
+
+// TestDeviceMSE: deviceMSE has tensor.MSELoss's value and gradient.
+func TestDeviceMSE(t *testing.T) {
+	e := tensor.NewEngine(cpu.New())
+	rng := rand.New(rand.NewPCG(3, 3))
+	x, y := make([]float32, 2*3*4*5), make([]float32, 2*3*4*5)
+	for i := range x {
+		x[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+	}
+	run := func(loss func(p, q *tensor.Tensor) *tensor.Tensor) (float32, []float32) {
+		grad := e.B.Alloc(tensor.F32, len(x))
+		e.B.Fill(grad, 0)
+		p := e.FromFloat32Of(tensor.F32, x, 2, 3, 4, 5).Param(grad)
+		q := e.FromFloat32Of(tensor.F32, y, 2, 3, 4, 5)
+		l := loss(p, q)
+		v := l.Float32s()[0]
+		e.Backward(l, 1)
+		g := make([]float32, len(x))
+		e.B.Download(g, grad)
+		e.EndStep()
+		return v, g
+	}
+	lw, gw := run(mseLoss)
+	lg, gg := run(deviceMSE)
+	if math.Abs(float64(lg-lw)) > 1e-5*float64(lw) || lw == 0 {
+		t.Errorf("loss %g, MSELoss %g", lg, lw)
+	}
+	if e := benchRelL2(gg, gw); !(e < 1e-5) {
+		t.Errorf("gradient rel. L2 %.3g against MSELoss's", e)
 	}
 }
