@@ -230,6 +230,14 @@ func AttachNetwork(m Models, f *lycoris.File, te, unet float32) ([]*lycoris.Netw
 	return nets, nil
 }
 
+// sum adds two layer deltas; either may be nil (a LoCon network hooks the
+// layer's LowRank instead of its Extra when that is free).
 func sum(a, b func(*tensor.Tensor) *tensor.Tensor) func(*tensor.Tensor) *tensor.Tensor {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
 	return func(x *tensor.Tensor) *tensor.Tensor { return tensor.Add(a(x), b(x)) }
 }
