@@ -286,6 +286,7 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 		var endErr error
 		g, endErr = cb.EndCapture()
 		if stepErr != nil {
+			g.Close() // nil-safe
 			b.Fatalf("capturing the step failed: %v (EndCapture: %v)", stepErr, endErr)
 		}
 		if endErr != nil {
@@ -295,7 +296,7 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 		b.Logf("captured the step in %v: %v", time.Since(t0), g)
 		launch("first replay (uploads the graph)")
 
-		s.checkGraph(b, stepNo, eager, launch)
+		s.checkGraph(b, eager, launch)
 
 		for b.Loop() {
 			launch("replay")
@@ -317,21 +318,21 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 // parameters P0 and zero AdamW moments. After one step the first moment is
 // 0.1 × the (unscaled) gradient, so m compares the gradients; the
 // parameter updates (P1 − P0) are logged as well.
-func (s *sd15Bench) checkGraph(b *testing.B, stepNo int, eager, launch func(what string)) {
+func (s *sd15Bench) checkGraph(b *testing.B, eager, launch func(what string)) {
 	B, n := s.e.B, s.net.Len()
-	p0 := B.Alloc(tensor.F32, n)
-	defer B.Free(p0)
-	B.Copy(p0, s.net.Params)
-	reset := func() {
-		B.Copy(s.net.Params, p0)
-		B.Fill(s.m, 0)
-		B.Fill(s.v, 0)
-		s.net.Touch()
-	}
 	read := func(st tensor.Storage) []float32 {
 		out := make([]float32, n)
 		B.Download(out, st)
 		return out
+	}
+	// P0 is kept on the host: device storage allocated after the capture
+	// may be one of the graph's temporaries, which a replay overwrites.
+	host0 := read(s.net.Params)
+	reset := func() {
+		B.Upload(s.net.Params, host0)
+		B.Fill(s.m, 0)
+		B.Fill(s.v, 0)
+		s.net.Touch()
 	}
 	reset()
 	eager("eager step of the check")
@@ -339,7 +340,6 @@ func (s *sd15Bench) checkGraph(b *testing.B, stepNo int, eager, launch func(what
 	reset()
 	launch("replay of the check")
 	mG, pG := read(s.m), read(s.net.Params)
-	host0 := read(p0)
 	dE, dG := make([]float32, n), make([]float32, n)
 	for i := range host0 {
 		dE[i], dG[i] = pE[i]-host0[i], pG[i]-host0[i]

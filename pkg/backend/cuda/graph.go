@@ -33,6 +33,13 @@ import (
 //     reduction kernel when it panics; the capture stays valid.
 //   - Graph.Launch and Graph.Close, and a second BeginCapture.
 //
+// Memory: the graph's temporaries are blocks of the allocator's cache,
+// fixed at capture. Storage allocated after EndCapture may be one of them,
+// and each replay overwrites it. What must survive a replay (parameters,
+// optimizer state, inputs written between replays) belongs in storage
+// allocated before BeginCapture, or allocated during the capture and not
+// freed.
+//
 // BeginCapture also refuses LOCO_CUDA_SYNC=1 (a synchronisation after
 // every launch). Host-side decisions taken during capture (a step number
 // in AdamW's bias correction, a loss scale, which blocks the allocator
