@@ -308,7 +308,7 @@ func (op BinaryOp) String() string {
 type AdamWParams struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float32
 	Step                               int     // 1-based
-	GradScale                          float32 // grad is multiplied by this first
+	GradScale                          float32 // grad is multiplied by this first; must be > 0 (1: none)
 }
 
 // OpError is the panic value of an operation given arguments it cannot

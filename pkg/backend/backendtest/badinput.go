@@ -42,6 +42,11 @@ func badInputCases() []testCase {
 	add("Permute", "perm_not_a_permutation", func(e *env) {
 		e.b.Permute(e.alloc(e.dt, 6), e.buf(e.dt, e.data(6)), []int{2, 3}, []int{1, 1}, false)
 	})
+	// A zero GradScale (the field left unset) would zero every gradient.
+	add("AdamW", "grad_scale_zero", func(e *env) {
+		e.b.AdamW(e.alloc(tensor.F32, 4), e.buf(tensor.F32, e.data(4)), e.alloc(tensor.F32, 4), e.alloc(tensor.F32, 4),
+			tensor.AdamWParams{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: 1})
+	})
 	add("Embedding", "id_out_of_range", func(e *env) {
 		e.b.Embedding(e.alloc(e.dt, 8), e.buf(e.dt, e.data(12)), []int32{0, 3}, 4)
 	})

@@ -272,6 +272,9 @@ func (refBackend) MSEBackward(da, db, g, a, b tensor.Storage, rows, cols int) {
 }
 func (refBackend) SumSquares(x tensor.Storage) float64 { return refSumSquares(get(x)) }
 func (refBackend) AdamW(param, grad, m, v tensor.Storage, p tensor.AdamWParams) {
+	if !(p.GradScale > 0) {
+		tensor.Errorf("ref.AdamW", "GradScale %g", p.GradScale)
+	}
 	a, b, c := get(param), get(m), get(v)
 	refAdamW(a, get(grad), b, c, p)
 	put(param, a)

@@ -103,6 +103,9 @@ func (b *Backend) AdamW(param, grad, m, v tensor.Storage, p tensor.AdamWParams) 
 	if p.Step < 1 {
 		tensor.Errorf(op, "step %d, want ≥ 1 (1-based)", p.Step)
 	}
+	if !(p.GradScale > 0) {
+		tensor.Errorf(op, "GradScale %g would scale every gradient to zero or NaN (1 means no scaling)", p.GradScale)
+	}
 	parallelFor(len(ps), 8, func(lo, hi int) { adamw(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], p) })
 }
 

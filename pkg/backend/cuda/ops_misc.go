@@ -168,6 +168,9 @@ func (b *Backend) AdamW(param, grad, m, v tensor.Storage, p tensor.AdamWParams) 
 	if p.Step < 1 {
 		tensor.Errorf(op, "step %d (1-based)", p.Step)
 	}
+	if !(p.GradScale > 0) {
+		tensor.Errorf(op, "GradScale %g would scale every gradient to zero or NaN (1 means no scaling)", p.GradScale)
+	}
 	bc1 := 1 - math.Pow(float64(p.Beta1), float64(p.Step))
 	bc2 := 1 - math.Pow(float64(p.Beta2), float64(p.Step))
 	stepSize := float32(float64(p.LR) / bc1)
