@@ -155,18 +155,6 @@ func (s *sd15Bench) step(loss func(pred, target *tensor.Tensor) *tensor.Tensor, 
 
 func mseLoss(pred, target *tensor.Tensor) *tensor.Tensor { return tensor.MSELoss(pred, target, nil) }
 
-// deviceMSE is mean((pred − target)²) computed without leaving the device:
-// the difference scaled by 1/√n, flattened to r = [1, n], then r·rᵀ.
-// tensor.MSELoss reads the per-row losses back to the host (a sync in the
-// forward and another in its backward), which a CUDA graph capture cannot
-// contain; this loss has the same value and gradient.
-func deviceMSE(pred, target *tensor.Tensor) *tensor.Tensor {
-	n := pred.Len()
-	d := tensor.Scale(tensor.Add(pred, tensor.Scale(target, -1)), float32(1/math.Sqrt(float64(n))))
-	r := tensor.Reshape(d, 1, n)
-	return tensor.MatMul(r, r, false, true)
-}
-
 // report gives a step time the benchmarks' common metrics.
 func (s *sd15Bench) report(b *testing.B, sec float64) {
 	b.ReportMetric(sec, "s/step")
@@ -226,8 +214,7 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 }
 
 // BenchmarkTrainStepSD15Graph captures one whole training step (the step
-// of BenchmarkTrainStepSD15 without checkpointing, with deviceMSE as the
-// loss: tensor.MSELoss synchronises) as a CUDA graph and times its
+// of BenchmarkTrainStepSD15 without checkpointing) as a CUDA graph and times its
 // replays, Launch + Sync per step. It runs only with LOCO_BACKEND=cuda.
 //
 // The inputs are uploaded inside the captured step (FromFloat32, the
@@ -269,7 +256,7 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 			sync(what)
 		}
 		eager := func(what string) {
-			if err := tensor.Catch(func() { s.step(deviceMSE, stepNo) }); err != nil {
+			if err := tensor.Catch(func() { s.step(mseLoss, stepNo) }); err != nil {
 				b.Fatalf("%s: %v", what, err)
 			}
 			sync(what)
@@ -282,7 +269,7 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 		if err := cb.BeginCapture(); err != nil {
 			b.Fatalf("BeginCapture: %v", err)
 		}
-		stepErr := tensor.Catch(func() { s.step(deviceMSE, stepNo) })
+		stepErr := tensor.Catch(func() { s.step(mseLoss, stepNo) })
 		var endErr error
 		g, endErr = cb.EndCapture()
 		if stepErr != nil {
@@ -420,57 +407,32 @@ func (s emptySource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error
 // TestGraphStepCapturable runs the step BenchmarkTrainStepSD15Graph
 // captures — real size, F16, batch 1 — on a dry backend that fails on the
 // calls a capture refuses, so a GPU session does not spend its minutes
-// learning that the step synchronises somewhere. The step with
-// tensor.MSELoss must fail there (it reads the loss back).
+// learning that the step synchronises somewhere; a step that reads its
+// loss back must fail there.
 func TestGraphStepCapturable(t *testing.T) {
 	p := &captureProbe{Backend: dry.New()}
 	e := tensor.NewEngine(p)
 	e.Act = tensor.F16
 	s := buildSD15Bench(t, e, nil, 1, func(uint64) nn.Source { return emptySource{e} })
-	s.step(deviceMSE, 1) // eager: the mirror is made here
+	s.step(mseLoss, 1) // eager: the mirror is made here
 	p.on = true
-	if err := tensor.Catch(func() { s.step(deviceMSE, 1) }); err != nil {
-		t.Fatalf("the step with deviceMSE cannot be captured: %v", err)
+	if err := tensor.Catch(func() { s.step(mseLoss, 1) }); err != nil {
+		t.Fatalf("the step cannot be captured: %v", err)
 	}
 	t.Logf("captured step stages %d uploads and %d embedding id uploads", p.uploads, p.embeddings)
-	if p.uploads != 3 || p.embeddings != 1 {
-		t.Errorf("%d uploads and %d embeddings, want 3 (latents, target, timestep embedding) and 1 (token ids)", p.uploads, p.embeddings)
+	if p.uploads != 4 || p.embeddings != 1 {
+		t.Errorf("%d uploads and %d embeddings, want 4 (latents, target, timestep embedding, loss weights) and 1 (token ids)", p.uploads, p.embeddings)
 	}
 	e.EndStep()
-	err := tensor.Catch(func() { s.step(mseLoss, 1) })
+	// A step that reads its loss back synchronises: the probe must refuse it.
+	readLoss := func(pred, target *tensor.Tensor) *tensor.Tensor {
+		l := tensor.MSELoss(pred, target, nil)
+		_ = l.Item()
+		return l
+	}
+	err := tensor.Catch(func() { s.step(readLoss, 1) })
 	if err == nil || !strings.Contains(err.Error(), "Download") {
-		t.Errorf("the step with tensor.MSELoss passed the probe (%v); the probe does not see synchronisation", err)
+		t.Errorf("a step that reads its loss passed the probe (%v); the probe does not see synchronisation", err)
 	}
 	e.EndStep()
-}
-
-// TestDeviceMSE: deviceMSE has tensor.MSELoss's value and gradient.
-func TestDeviceMSE(t *testing.T) {
-	e := tensor.NewEngine(cpu.New())
-	rng := rand.New(rand.NewPCG(3, 3))
-	x, y := make([]float32, 2*3*4*5), make([]float32, 2*3*4*5)
-	for i := range x {
-		x[i], y[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
-	}
-	run := func(loss func(p, q *tensor.Tensor) *tensor.Tensor) (float32, []float32) {
-		grad := e.B.Alloc(tensor.F32, len(x))
-		e.B.Fill(grad, 0)
-		p := e.FromFloat32Of(tensor.F32, x, 2, 3, 4, 5).Param(grad)
-		q := e.FromFloat32Of(tensor.F32, y, 2, 3, 4, 5)
-		l := loss(p, q)
-		v := l.Float32s()[0]
-		e.Backward(l, 1)
-		g := make([]float32, len(x))
-		e.B.Download(g, grad)
-		e.EndStep()
-		return v, g
-	}
-	lw, gw := run(mseLoss)
-	lg, gg := run(deviceMSE)
-	if math.Abs(float64(lg-lw)) > 1e-5*float64(lw) || lw == 0 {
-		t.Errorf("loss %g, MSELoss %g", lg, lw)
-	}
-	if e := benchRelL2(gg, gw); !(e < 1e-5) {
-		t.Errorf("gradient rel. L2 %.3g against MSELoss's", e)
-	}
 }

@@ -95,7 +95,7 @@ func TestOpsPerStepSD15(t *testing.T) {
 	for _, c := range []struct {
 		checkpoint bool
 		max        int
-	}{{false, 3987}, {true, 5242}} {
+	}{{false, 3989}, {true, 5244}} {
 		total, byOp := opsPerStep(t, tensor.F16, 3, c.checkpoint)
 		t.Logf("checkpoint=%v: %d ops per step: %s", c.checkpoint, total, opTable(byOp))
 		if total > c.max {

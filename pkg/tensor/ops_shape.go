@@ -351,32 +351,27 @@ func MSELoss(pred, target *Tensor, weights []float32) *Tensor {
 	if weights != nil && len(weights) != rows {
 		Errorf("MSELoss", "%d weights for batch %d", len(weights), rows)
 	}
-	w := make([]float32, rows)
+	// Per-row losses, then their weighted mean as a 1×rows·rows×1 product,
+	// all on the device: no host round trip (which would synchronise a GPU
+	// and could not be captured in a CUDA graph).
+	w := make([]float32, rows) // weight_i / rows
 	for i := range w {
-		w[i] = 1
+		w[i] = 1 / float32(rows)
 		if weights != nil {
-			w[i] = weights[i]
+			w[i] = weights[i] / float32(rows)
 		}
 	}
 	per, _ := e.alloc(F32, rows)
 	e.B.MSE(per, pred.data, target.data, rows, cols)
-	perHost := make([]float32, rows)
-	e.B.Download(perHost, per)
-	var sum float64
-	for i, l := range perHost {
-		sum += float64(w[i]) * float64(l)
-	}
-	loss := e.FromFloat32Of(F32, []float32{float32(sum / float64(rows))})
+	wd, _ := e.alloc(F32, rows)
+	e.B.Upload(wd, w)
+	loss := e.NewOf(F32, 1)
+	e.B.Gemm(loss.data, wd, per, GemmParams{M: 1, N: 1, K: rows, Alpha: 1})
 	if e.track(loss, pred, target) {
 		e.push(loss, func(gy Storage) {
-			var g [1]float32
-			e.B.Download(g[:], gy)
-			gr := make([]float32, rows)
-			for i := range gr {
-				gr[i] = g[0] * w[i] / float32(rows)
-			}
+			// d loss / d per_i = gy · weight_i / rows.
 			gs, slot := e.alloc(F32, rows)
-			e.B.Upload(gs, gr)
+			e.B.Binary(OpMul, gs, wd, gy, Broadcast{Inner: 1, BLen: 1})
 			var da, db Storage
 			if pred.needGrad {
 				da = e.gradOf(pred)
