@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,17 +68,41 @@ type sd15Bench struct {
 	scale float32 // loss scale (1024 in F16)
 }
 
-// newSD15Bench builds the set-up on the benchmark's backend (benchBackend)
-// with random weights.
-func newSD15Bench(b *testing.B) *sd15Bench {
-	e, cb := benchBackend(b)
-	batch := 3
-	if v := os.Getenv("LOCO_BENCH_BATCH"); v != "" {
-		fmt.Sscan(v, &batch)
+// sd15Built is the first set-up this process built: later benchmarks reuse
+// its model (building the real-size model with random weights takes about
+// a minute) with inputs of their own batch size.
+var sd15Built *sd15Bench
+
+// newSD15Bench returns the set-up on the benchmark's backend (benchBackend)
+// with random weights, at the given batch size.
+func newSD15Bench(b *testing.B, batch int) *sd15Bench {
+	if sd15Built == nil {
+		e, cb := benchBackend(b)
+		sd15Built = buildSD15Bench(b, e, cb, batch, func(seed uint64) nn.Source {
+			return &sd.RandomSource{E: e, DType: e.Act, Seed: seed}
+		})
 	}
-	return buildSD15Bench(b, e, cb, batch, func(seed uint64) nn.Source {
-		return &sd.RandomSource{E: e, DType: e.Act, Seed: seed}
-	})
+	s := *sd15Built
+	s.setInputs(batch)
+	return &s
+}
+
+// benchBatches lists the batch sizes of the training-step benchmarks:
+// LOCO_BENCH_BATCH, comma-separated (default 3).
+func benchBatches(b *testing.B) []int {
+	v := os.Getenv("LOCO_BENCH_BATCH")
+	if v == "" {
+		return []int{3}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.Fatalf("LOCO_BENCH_BATCH=%q: want batch sizes like 3 or 3,1", v)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // buildSD15Bench builds the set-up on engine e with weights from
@@ -108,6 +133,13 @@ func buildSD15Bench(tb testing.TB, e *tensor.Engine, cb *cuda.Backend, batch int
 	s.v = e.B.Alloc(tensor.F32, net.Len())
 	e.B.Fill(s.m, 0)
 	e.B.Fill(s.v, 0)
+	s.setInputs(batch)
+	return s
+}
+
+// setInputs makes the fixed batch of inputs for batch size batch.
+func (s *sd15Bench) setInputs(batch int) {
+	s.batch = batch
 	rng := rand.New(rand.NewPCG(2, 2))
 	randn := func(n int) []float32 {
 		out := make([]float32, n)
@@ -132,10 +164,9 @@ func buildSD15Bench(tb testing.TB, e *tensor.Engine, cb *cuda.Backend, batch int
 		s.ts[i] = float32(rng.IntN(1000))
 	}
 	s.scale = 1
-	if e.Act == tensor.F16 {
+	if s.e.Act == tensor.F16 {
 		s.scale = 1024
 	}
-	return s
 }
 
 // step is one training step on the fixed batch, with AdamW's 1-based step
@@ -176,41 +207,46 @@ func BenchmarkTrainStepSD15(b *testing.B) {
 	if os.Getenv("LOCO_BACKEND") != "cuda" && os.Getenv("LOCO_BENCH_SD15") == "" {
 		b.Skip("set LOCO_BACKEND=cuda or LOCO_BENCH_SD15=1 to run the real-size training step")
 	}
-	s := newSD15Bench(b)
-	e := s.e
-	if prof != nil {
-		defer func() {
-			fmt.Println("per-op device time over all steps of the benchmark (LOCO_PROFILE=1):")
-			prof.Report(os.Stdout, 45)
-		}()
-	}
-	for _, ck := range []bool{true, false} {
-		if prof != nil && ck {
-			continue // profile the plain step only
+	for _, batch := range benchBatches(b) {
+		s := newSD15Bench(b, batch)
+		for _, ck := range []bool{true, false} {
+			if prof != nil && ck {
+				continue // profile the plain step only
+			}
+			s.runEager(b, ck)
 		}
-		b.Run(fmt.Sprintf("batch%d/checkpoint=%v", s.batch, ck), func(b *testing.B) {
-			s.u.Checkpoint = ck
-			step := 0
-			run := func() {
-				step++
-				s.step(mseLoss, step)
-				if err := e.B.Sync(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			// One untimed step: kernel compilation (NVRTC, when the disk
-			// cache is cold) and the caching allocator's first fill stay out
-			// of the numbers.
-			run()
-			if prof != nil {
-				prof.Reset()
-			}
-			for b.Loop() {
-				run()
-			}
-			s.report(b, b.Elapsed().Seconds()/float64(b.N))
-		})
 	}
+	if prof != nil {
+		fmt.Println("per-op device time over all steps of the benchmark (LOCO_PROFILE=1):")
+		prof.Report(os.Stdout, 45)
+	}
+}
+
+// runEager times the eager step with checkpointing ck as a sub-benchmark.
+func (s *sd15Bench) runEager(b *testing.B, ck bool) {
+	e := s.e
+	b.Run(fmt.Sprintf("batch%d/checkpoint=%v", s.batch, ck), func(b *testing.B) {
+		s.u.Checkpoint = ck
+		step := 0
+		run := func() {
+			step++
+			s.step(mseLoss, step)
+			if err := e.B.Sync(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// One untimed step: kernel compilation (NVRTC, when the disk
+		// cache is cold) and the caching allocator's first fill stay out
+		// of the numbers.
+		run()
+		if prof != nil {
+			prof.Reset()
+		}
+		for b.Loop() {
+			run()
+		}
+		s.report(b, b.Elapsed().Seconds()/float64(b.N))
+	})
 }
 
 // BenchmarkTrainStepSD15Graph captures one whole training step (the step
@@ -238,7 +274,14 @@ func BenchmarkTrainStepSD15Graph(b *testing.B) {
 	if os.Getenv("LOCO_PROFILE") == "1" {
 		b.Skip("LOCO_PROFILE=1 synchronises around every op, which a graph capture cannot contain")
 	}
-	s := newSD15Bench(b)
+	for _, batch := range benchBatches(b) {
+		newSD15Bench(b, batch).runGraph(b)
+	}
+}
+
+// runGraph captures the step (no checkpointing) and times its replays as a
+// sub-benchmark.
+func (s *sd15Bench) runGraph(b *testing.B) {
 	cb := s.cb
 	const stepNo = 1 // AdamW's step number, frozen into the graph
 	b.Run(fmt.Sprintf("batch%d/checkpoint=false", s.batch), func(b *testing.B) {
