@@ -440,13 +440,6 @@ func (p *captureProbe) Embedding(y, table tensor.Storage, ids []int32, dim int) 
 	p.Backend.Embedding(y, table, ids, dim)
 }
 
-// emptySource gives every weight uninitialised storage of its shape.
-type emptySource struct{ e *tensor.Engine }
-
-func (s emptySource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) {
-	return s.e.Wrap(s.e.B.Alloc(s.e.Act, shape.Numel()), shape...), nil
-}
-
 // TestGraphStepCapturable runs the step BenchmarkTrainStepSD15Graph
 // captures — real size, F16, batch 1 — on a dry backend that fails on the
 // calls a capture refuses, so a GPU session does not spend its minutes
@@ -456,7 +449,7 @@ func TestGraphStepCapturable(t *testing.T) {
 	p := &captureProbe{Backend: dry.New()}
 	e := tensor.NewEngine(p)
 	e.Act = tensor.F16
-	s := buildSD15Bench(t, e, nil, 1, func(uint64) nn.Source { return emptySource{e} })
+	s := buildSD15Bench(t, e, nil, 1, func(uint64) nn.Source { return drySource{e, e.Act} })
 	s.step(mseLoss, 1) // eager: the mirror is made here
 	p.on = true
 	if err := tensor.Catch(func() { s.step(mseLoss, 1) }); err != nil {
