@@ -77,21 +77,6 @@ func (m *Module) skipped(r *rand.Rand) bool {
 	return m.net.drop.Module > 0 && r.Float64() < m.net.drop.Module
 }
 
-// zeroDelta is the branch output of a skipped module: zeros of the layer's
-// output shape for input x.
-func (m *Module) zeroDelta(x *tensor.Tensor) *tensor.Tensor {
-	s := x.Shape()
-	var shape []int
-	if m.Conv {
-		ho := (s[2]+2*m.pad-m.Kernel)/m.stride + 1
-		wo := (s[3]+2*m.pad-m.Kernel)/m.stride + 1
-		shape = []int{s[0], m.out, ho, wo}
-	} else {
-		shape = append(append(shape, s[:len(s)-1]...), m.out)
-	}
-	return m.net.e.Zeros(shape...)
-}
-
 // dropFeatures applies Dropout and Rank to the rank features h (rank on
 // axis 1 for convolutions, the last axis for Linear; batch on axis 0) as
 // one mask that also carries the 1/(1−p) scales.

@@ -106,15 +106,13 @@ func (m *Module) DeltaLoHa() *tensor.Tensor {
 	return d
 }
 
-// forwardLoHa applies the LoHa delta as a weight: LoHa cannot be factored
-// into a chain of small layers.
-func (m *Module) forwardLoHa(x *tensor.Tensor) *tensor.Tensor {
+// weightDelta is the module's LoHa weight delta for the layer's
+// WeightDelta hook (nil when module dropout skips the module). LoHa cannot
+// be factored into a chain of small layers, so the layer runs with
+// W + delta: one convolution or GEMM, as LyCORIS does outside bypass mode.
+func (m *Module) weightDelta() *tensor.Tensor {
 	if r := m.dropRNG(); r != nil && m.skipped(r) {
-		return m.zeroDelta(x)
+		return nil
 	}
-	d := m.DeltaLoHa()
-	if m.Conv {
-		return tensor.Conv2D(x, d, nil, m.stride, m.pad)
-	}
-	return tensor.Linear(x, d, nil)
+	return m.DeltaLoHa()
 }

@@ -64,6 +64,7 @@ type Network struct {
 	training bool
 	dropSeed uint64
 
+	hooked      []hooked               // the adapters New added to layers, for Detach
 	mir         *mirror                // low-precision copy (mirror.go)
 	offsets     map[*tensor.Tensor]int // flat-buffer offset of each factor
 	forceMirror bool                   // tests: use the mirror in F32 too
@@ -162,34 +163,24 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	}
 	e.B.Upload(n.Params, init)
 	n.Modules = mods
-	// Hook the layers. A LoCon module takes the layer's LowRank hook (the
-	// fused branch); if another network holds it already (networks
-	// stacked for sampling), the module's branch goes in Extra.
+	// Hook the layers: each module appends its adapter (after those of
+	// networks attached before; Detach removes exactly these).
 	li, ci = 0, 0
 	for _, m := range mods {
-		var l *nn.Linear
-		var c *nn.Conv2d
+		var list *[]*nn.Adapter
 		if m.Conv {
-			c = convs[ci]
+			list = &convs[ci].Adapters
 			ci++
 		} else {
-			l = linears[li]
+			list = &linears[li].Adapters
 			li++
 		}
-		switch {
-		case m.algo == AlgoLoHa && m.Conv:
-			c.Extra = m.forwardLoHa
-		case m.algo == AlgoLoHa:
-			l.Extra = m.forwardLoHa
-		case m.Conv && c.LowRank == nil:
-			c.LowRank = m.lowRank
-		case m.Conv:
-			c.Extra = m.delta
-		case l.LowRank == nil:
-			l.LowRank = m.lowRank
-		default:
-			l.Extra = m.delta
+		a := &nn.Adapter{LowRank: m.lowRank}
+		if m.algo == AlgoLoHa {
+			a = &nn.Adapter{WeightDelta: m.weightDelta}
 		}
+		*list = append(*list, a)
+		n.hooked = append(n.hooked, hooked{list, a})
 	}
 	return n, nil
 }
@@ -233,26 +224,35 @@ func (m *Module) lowRank(x *tensor.Tensor) (h, up *tensor.Tensor, scale float32)
 	return h, m.weight(m.Up), m.Scale()
 }
 
-// delta is the module's branch output scale·up(h) on its own, for a layer
-// whose LowRank hook another network holds.
-func (m *Module) delta(x *tensor.Tensor) *tensor.Tensor {
-	h, up, s := m.lowRank(x)
-	switch {
-	case h == nil:
-		return m.zeroDelta(x)
-	case m.Conv:
-		return tensor.Scale(tensor.Conv2D(h, up, nil, 1, 0), s)
-	}
-	return tensor.Scale(tensor.Linear(h, up, nil), s)
+// hooked is an adapter a network added to a layer's list.
+type hooked struct {
+	list *[]*nn.Adapter
+	a    *nn.Adapter
 }
 
-// Detach removes the hooks from the layers (the base model runs unchanged).
+// Detach unhooks this network's modules from their layers; other networks'
+// adapters stay, whatever the order they were attached in.
+func (n *Network) Detach() {
+	for _, h := range n.hooked {
+		l := *h.list
+		for i, a := range l {
+			if a == h.a {
+				*h.list = append(l[:i:i], l[i+1:]...)
+				break
+			}
+		}
+	}
+	n.hooked = nil
+}
+
+// Detach removes every network's hooks from the layers (the base model
+// runs unchanged).
 func Detach(linears []*nn.Linear, convs []*nn.Conv2d) {
 	for _, l := range linears {
-		l.Extra, l.LowRank = nil, nil
+		l.Adapters, l.Extra = nil, nil
 	}
 	for _, c := range convs {
-		c.Extra, c.LowRank = nil, nil
+		c.Adapters, c.Extra = nil, nil
 	}
 }
 

@@ -30,7 +30,7 @@ func (s drySource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error) 
 // BenchmarkTrainStepSD15 network: dim 8/alpha 4, conv 4/4, text encoder
 // trained) on backend be with activations in act, and returns one training
 // step (512 px, AdamW) at the given batch.
-func drySD15(t testing.TB, be tensor.Backend, act tensor.DType, batch int, checkpoint bool) (step func()) {
+func drySD15(t testing.TB, be tensor.Backend, act tensor.DType, batch int, checkpoint bool, algo Algo) (step func()) {
 	e := tensor.NewEngine(be)
 	e.Act = act
 	u, err := unet.New(nn.NewBuilder(UNetPrefix, drySource{e, act}), unet.DefaultConfig())
@@ -46,7 +46,7 @@ func drySD15(t testing.TB, be tensor.Backend, act tensor.DType, batch int, check
 	for _, nl := range te.Linears() {
 		lin = append(lin, nl.L)
 	}
-	net, err := New(e, Config{Dim: 8, Alpha: 4, ConvDim: 4, ConvAlpha: 4}, lin, conv, rand.New(rand.NewPCG(1, 1)))
+	net, err := New(e, Config{Algo: algo, Dim: 8, Alpha: 4, ConvDim: 4, ConvAlpha: 4}, lin, conv, rand.New(rand.NewPCG(1, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +76,9 @@ func drySD15(t testing.TB, be tensor.Backend, act tensor.DType, batch int, check
 
 // opsPerStep counts the backend operations of one real-size training step
 // (drySD15) on the dry backend: what a launch-bound GPU step pays for.
-func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool) (int, map[string]int) {
+func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool, algo Algo) (int, map[string]int) {
 	prof := profile.New(dry.New(), false)
-	step := drySD15(t, prof, act, batch, checkpoint)
+	step := drySD15(t, prof, act, batch, checkpoint, algo)
 	step() // the first step includes set-up (the mirror)
 	prof.Reset()
 	step()
@@ -93,13 +93,14 @@ func opsPerStep(t testing.TB, act tensor.DType, batch int, checkpoint bool) (int
 // here rather than on a GPU nobody has at hand.
 func TestOpsPerStepSD15(t *testing.T) {
 	for _, c := range []struct {
+		algo       Algo
 		checkpoint bool
 		max        int
-	}{{false, 3989}, {true, 5244}} {
-		total, byOp := opsPerStep(t, tensor.F16, 3, c.checkpoint)
-		t.Logf("checkpoint=%v: %d ops per step: %s", c.checkpoint, total, opTable(byOp))
+	}{{AlgoLoCon, false, 3989}, {AlgoLoCon, true, 5244}, {AlgoLoHa, false, 6374}} {
+		total, byOp := opsPerStep(t, tensor.F16, 3, c.checkpoint, c.algo)
+		t.Logf("%s checkpoint=%v: %d ops per step: %s", c.algo, c.checkpoint, total, opTable(byOp))
 		if total > c.max {
-			t.Errorf("checkpoint=%v: %d ops per step, want ≤ %d", c.checkpoint, total, c.max)
+			t.Errorf("%s checkpoint=%v: %d ops per step, want ≤ %d", c.algo, c.checkpoint, total, c.max)
 		}
 	}
 }
@@ -110,7 +111,7 @@ func BenchmarkOpsPerStepSD15(b *testing.B) {
 		b.Run(fmt.Sprintf("checkpoint=%v", ck), func(b *testing.B) {
 			var total int
 			for b.Loop() {
-				total, _ = opsPerStep(b, tensor.F16, 3, ck)
+				total, _ = opsPerStep(b, tensor.F16, 3, ck, AlgoLoCon)
 			}
 			b.ReportMetric(float64(total), "ops/step")
 		})
@@ -124,9 +125,9 @@ func BenchmarkOpsPerStepSD15(b *testing.B) {
 func BenchmarkEngineStepSD15(b *testing.B) {
 	for _, batch := range []int{1, 3} {
 		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
-			step := drySD15(b, dry.New(), tensor.F16, batch, false)
+			step := drySD15(b, dry.New(), tensor.F16, batch, false, AlgoLoCon)
 			step()
-			total, _ := opsPerStep(b, tensor.F16, batch, false)
+			total, _ := opsPerStep(b, tensor.F16, batch, false, AlgoLoCon)
 			for b.Loop() {
 				step()
 			}

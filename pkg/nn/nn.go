@@ -78,23 +78,31 @@ func (b *Builder) Params() []ParamSpec { return b.st.params }
 // Err is the first load error.
 func (b *Builder) Err() error { return b.st.err }
 
-// Linear is y = x·Wᵀ + b. Extra, when set, adds a trained delta (a LoCon
-// module) computed from the same input.
+// Linear is y = x·Wᵀ + b. Adapters (network modules: LoCon, LoHa) and
+// Extra, when set, change what it computes (see Adapter).
 type Linear struct {
-	Key     string // module key, e.g. "model.diffusion_model.time_embed.0"
-	In, Out int
-	W, B    *tensor.Tensor // [Out, In], [Out] or nil
-	Extra   func(x *tensor.Tensor) *tensor.Tensor
-	LowRank LowRank
+	Key      string // module key, e.g. "model.diffusion_model.time_embed.0"
+	In, Out  int
+	W, B     *tensor.Tensor // [Out, In], [Out] or nil
+	Adapters []*Adapter
+	Extra    func(x *tensor.Tensor) *tensor.Tensor // a delta added to the output
 }
 
-// LowRank, when set on a layer, adds scale·up(h) to its output, where h is
-// what the function computes from the layer's input (the down projection
-// of a LoCon module) and up is [Out, r] (or [Out, r, 1, 1]); the layer
-// folds the scale and the sum into its GEMMs (tensor.LinearLowRank,
-// tensor.Conv2DLowRank). A nil h adds nothing (a module skipped by module
-// dropout). Extra, if also set, is added after.
-type LowRank func(x *tensor.Tensor) (h, up *tensor.Tensor, scale float32)
+// Adapter is a trained change of a layer: one network's module. Networks
+// append theirs to a layer's Adapters and remove exactly theirs again, in
+// any order; several add up.
+//
+// A weight delta (LoHa) makes the layer run with W + the sum of the
+// deltas, as LyCORIS runs LoHa outside its bypass mode. A low-rank branch
+// (LoCon) adds scale·up(h) to the output, h computed from the layer's input
+// by the adapter (the down projection) and up [Out, r] (or [Out, r, 1, 1]);
+// the layer's first branch is folded into its GEMMs (tensor.LinearLowRank,
+// tensor.Conv2DLowRank), further ones are added. A nil delta or h means
+// nothing this time (a module skipped by module dropout).
+type Adapter struct {
+	WeightDelta func() *tensor.Tensor
+	LowRank     func(x *tensor.Tensor) (h, up *tensor.Tensor, scale float32)
+}
 
 // NewLinear declares name.weight and (if bias) name.bias.
 func NewLinear(b *Builder, name string, in, out int, bias bool) *Linear {
@@ -109,14 +117,12 @@ func NewLinear(b *Builder, name string, in, out int, bias bool) *Linear {
 
 // Forward applies the layer to x [..., In].
 func (l *Linear) Forward(x *tensor.Tensor) *tensor.Tensor {
-	var y *tensor.Tensor
-	if l.LowRank != nil {
-		if h, up, s := l.LowRank(x); h != nil {
-			y = tensor.LinearLowRank(x, l.W, l.B, h, up, s)
-		}
-	}
+	w := withDeltas(l.W, l.Adapters)
+	y := withBranches(x, l.Adapters, func(h, up *tensor.Tensor, s float32) *tensor.Tensor {
+		return tensor.LinearLowRank(x, w, l.B, h, up, s)
+	}, func(h, up *tensor.Tensor) *tensor.Tensor { return tensor.Linear(h, up, nil) })
 	if y == nil {
-		y = tensor.Linear(x, l.W, l.B)
+		y = tensor.Linear(x, w, l.B)
 	}
 	if l.Extra != nil {
 		y = tensor.Add(y, l.Extra(x))
@@ -130,8 +136,42 @@ type Conv2d struct {
 	In, Out, Kernel int
 	Stride, Pad     int
 	W, B            *tensor.Tensor // [Out, In, Kernel, Kernel], [Out]
-	Extra           func(x *tensor.Tensor) *tensor.Tensor
-	LowRank         LowRank
+	Adapters        []*Adapter
+	Extra           func(x *tensor.Tensor) *tensor.Tensor // a delta added to the output
+}
+
+// withDeltas is w plus the adapters' weight deltas.
+func withDeltas(w *tensor.Tensor, as []*Adapter) *tensor.Tensor {
+	for _, a := range as {
+		if a.WeightDelta != nil {
+			if d := a.WeightDelta(); d != nil {
+				w = tensor.Add(w, d)
+			}
+		}
+	}
+	return w
+}
+
+// withBranches is the layer's output with the adapters' low-rank branches:
+// the first through fused (the base layer with it), the others added as
+// scale·up(h) computed by apply; nil when no branch applies this time.
+func withBranches(x *tensor.Tensor, as []*Adapter, fused func(h, up *tensor.Tensor, s float32) *tensor.Tensor,
+	apply func(h, up *tensor.Tensor) *tensor.Tensor) *tensor.Tensor {
+	var y *tensor.Tensor
+	for _, a := range as {
+		if a.LowRank == nil {
+			continue
+		}
+		h, up, s := a.LowRank(x)
+		switch {
+		case h == nil:
+		case y == nil:
+			y = fused(h, up, s)
+		default:
+			y = tensor.Add(y, tensor.Scale(apply(h, up), s))
+		}
+	}
+	return y
 }
 
 // NewConv2d declares name.weight and name.bias.
@@ -145,14 +185,12 @@ func NewConv2d(b *Builder, name string, in, out, kernel, stride, pad int) *Conv2
 
 // Forward applies the convolution to x [N, In, H, W].
 func (c *Conv2d) Forward(x *tensor.Tensor) *tensor.Tensor {
-	var y *tensor.Tensor
-	if c.LowRank != nil {
-		if h, up, s := c.LowRank(x); h != nil {
-			y = tensor.Conv2DLowRank(x, c.W, c.B, c.Stride, c.Pad, h, up, s)
-		}
-	}
+	w := withDeltas(c.W, c.Adapters)
+	y := withBranches(x, c.Adapters, func(h, up *tensor.Tensor, s float32) *tensor.Tensor {
+		return tensor.Conv2DLowRank(x, w, c.B, c.Stride, c.Pad, h, up, s)
+	}, func(h, up *tensor.Tensor) *tensor.Tensor { return tensor.Conv2D(h, up, nil, 1, 0) })
 	if y == nil {
-		y = tensor.Conv2D(x, c.W, c.B, c.Stride, c.Pad)
+		y = tensor.Conv2D(x, w, c.B, c.Stride, c.Pad)
 	}
 	if c.Extra != nil {
 		y = tensor.Add(y, c.Extra(x))

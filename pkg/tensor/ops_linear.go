@@ -104,18 +104,18 @@ func Linear(x, w, bias *Tensor) *Tensor {
 		e.push(y, func(gy Storage) {
 			// Gradient buffers come from the arena on this goroutine.
 			var dx, dw Storage
-			var beta float32
+			var beta, bw float32
 			if x.needGrad {
 				dx, beta = e.gradOut(x)
 			}
 			if w.needGrad {
-				dw = e.gradOf(w)
+				dw, bw = e.gradOut(w)
 			}
 			dataGrad := func() { // dx[rows,in] (+)= gy[rows,out] @ w[out,in]
 				e.B.Gemm(dx, gy, w.data, GemmParams{M: rows, N: in, K: out, Alpha: 1, Beta: beta})
 			}
-			filterGrad := func() { // dw[out,in] += gy^T @ x
-				e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+			filterGrad := func() { // dw[out,in] (+)= gy^T @ x
+				e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: bw})
 			}
 			switch {
 			case dx != nil && dw != nil:
@@ -239,12 +239,12 @@ func LinearLowRank(x, w, bias, h, up *Tensor, scale float32) *Tensor {
 	if e.track(y, x, w, bias, h, up) {
 		e.push(y, func(gy Storage) {
 			var dx, dw, dh, dup Storage
-			var bx, bh float32
+			var bx, bw, bh float32
 			if x.needGrad {
 				dx, bx = e.gradOut(x)
 			}
 			if w.needGrad {
-				dw = e.gradOf(w)
+				dw, bw = e.gradOut(w)
 			}
 			if h.needGrad {
 				dh, bh = e.gradOut(h)
@@ -261,8 +261,8 @@ func LinearLowRank(x, w, bias, h, up *Tensor, scale float32) *Tensor {
 				}
 			}
 			weights := func() {
-				if dw != nil { // dw[out,in] += gy^T @ x
-					e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: 1})
+				if dw != nil { // dw[out,in] (+)= gy^T @ x
+					e.B.Gemm(dw, gy, x.data, GemmParams{M: out, N: in, K: rows, TransA: true, Alpha: 1, Beta: bw})
 				}
 				if dup != nil { // dup[out,r] += scale · gy^T @ h
 					e.B.Gemm(dup, gy, h.data, GemmParams{M: out, N: r, K: rows, TransA: true, Alpha: scale, Beta: 1})

@@ -269,6 +269,27 @@ func binary(op BinaryOp, name string, a, b *Tensor) *Tensor {
 			})
 			return y
 		}
+		if op == OpMul && p.Inner == 1 && p.BLen == a.Len() {
+			// Same shape: a fresh gradient buffer is written by a forward
+			// multiply (da = gy·b, db = gy·a), not zero-filled and added into.
+			e.push(y, func(gy Storage) {
+				if a.needGrad {
+					if da, beta := e.gradOut(a); beta == 0 {
+						e.B.Binary(OpMul, da, gy, b.data, p)
+					} else {
+						e.B.BinaryBackward(op, da, nil, gy, a.data, b.data, p)
+					}
+				}
+				if b.needGrad {
+					if db, beta := e.gradOut(b); beta == 0 {
+						e.B.Binary(OpMul, db, gy, a.data, p)
+					} else {
+						e.B.BinaryBackward(op, nil, db, gy, a.data, b.data, p)
+					}
+				}
+			})
+			return y
+		}
 		e.push(y, func(gy Storage) {
 			var da, db Storage
 			if a.needGrad {

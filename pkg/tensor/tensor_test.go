@@ -25,7 +25,9 @@ func randVals(r *rand.Rand, n int) []float32 {
 func checkGrad(t *testing.T, f func(in []*tensor.Tensor) *tensor.Tensor, shapes ...[]int) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(uint64(len(t.Name())), 7))
-	e := tensor.NewEngine(cpu.New())
+	be := cpu.New()
+	be.Poison = true // a fresh gradient buffer read as if zero shows up as NaN
+	e := tensor.NewEngine(be)
 	vals := make([][]float32, len(shapes))
 	for i, s := range shapes {
 		vals[i] = randVals(r, tensor.Shape(s).Numel())
@@ -100,6 +102,15 @@ func TestGradients(t *testing.T) {
 		{"MatMulTT", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], true, true) }, [][]int{{2, 4, 3}, {2, 5, 4}}},
 		{"MatMulBroadcastB", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], false, true) }, [][]int{{3, 2, 4}, {5, 4}}},
 		{"Linear", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Linear(in[0], in[1], in[2]) }, [][]int{{2, 3, 4}, {5, 4}, {5}}},
+		// A computed weight (a LoHa layer's W + ΔW) gets a fresh gradient
+		// that the weight GEMM overwrites.
+		{"LinearComputedWeight", func(in []*tensor.Tensor) *tensor.Tensor {
+			return tensor.Linear(in[0], tensor.SiLU(in[1]), in[2])
+		}, [][]int{{2, 3, 4}, {5, 4}, {5}}},
+		{"LinearLowRankComputedWeight", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.Linear(in[0], in[3], nil)
+			return tensor.LinearLowRank(in[0], tensor.SiLU(in[1]), in[2], h, in[4], 0.7)
+		}, [][]int{{2, 3, 4}, {5, 4}, {5}, {2, 4}, {5, 2}}},
 		{"Conv2D", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Conv2D(in[0], in[1], in[2], 2, 1) }, [][]int{{2, 3, 5, 6}, {4, 3, 3, 3}, {4}}},
 		// Stride 1: the CPU backend's flipped-kernel input gradient, run
 		// beside the weight gradient (Engine.both) on two threads.
@@ -140,6 +151,13 @@ func TestGradients(t *testing.T) {
 		{"AddChannel", func(in []*tensor.Tensor) *tensor.Tensor {
 			return tensor.Add(in[0], tensor.Reshape(in[1], 2, 3, 1, 1))
 		}, [][]int{{2, 3, 2, 2}, {2, 3}}},
+		// Same-shape Mul writes fresh gradients with a forward multiply;
+		// x·x and a factor with a gradient already take the adding path.
+		{"MulSameShape", func(in []*tensor.Tensor) *tensor.Tensor {
+			h := tensor.SiLU(in[1])
+			m := tensor.Mul(in[0], h)
+			return tensor.Concat(0, m, tensor.Mul(in[0], in[0]), tensor.Scale(h, 2))
+		}, [][]int{{2, 3}, {2, 3}}},
 		{"MulLast", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Mul(in[0], in[1]) }, [][]int{{2, 3, 4}, {4}}},
 		{"Scale", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Scale(in[0], -0.7) }, [][]int{{5}}},
 		// Same-shape adds hand the gradient buffer on (passGrad/accumGrad):

@@ -173,23 +173,20 @@ func AttachNetwork(m Models, f *lycoris.File, te, unet float32) ([]*lycoris.Netw
 		return nil, fmt.Errorf("%s: no network modules", f.Path)
 	}
 	var nets []*lycoris.Network
+	fail := func(err error) ([]*lycoris.Network, error) {
+		for i := len(nets) - 1; i >= 0; i-- {
+			nets[i].Detach() // this file's networks come off again; earlier ones stay
+		}
+		return nil, err
+	}
 	for _, k := range order {
 		var gl []*nn.Linear
 		var gc []*nn.Conv2d
-		prevL := map[*nn.Linear]func(*tensor.Tensor) *tensor.Tensor{}
-		prevC := map[*nn.Conv2d]func(*tensor.Tensor) *tensor.Tensor{}
 		for _, fm := range groups[k] {
 			if l, ok := lins[fm.Name]; ok {
 				gl = append(gl, l)
-				if l.Extra != nil {
-					prevL[l], l.Extra = l.Extra, nil
-				}
 			} else {
-				c := convs[fm.Name]
-				gc = append(gc, c)
-				if c.Extra != nil {
-					prevC[c], c.Extra = c.Extra, nil
-				}
+				gc = append(gc, convs[fm.Name])
 			}
 		}
 		algo := lycoris.AlgoLoCon
@@ -197,47 +194,20 @@ func AttachNetwork(m Models, f *lycoris.File, te, unet float32) ([]*lycoris.Netw
 			algo = lycoris.AlgoLoHa
 		}
 		cfg := lycoris.Config{Algo: algo, Dim: k.rank, ConvDim: k.rank, Tucker: k.tucker, Multiplier: 1}
-		restore := func() {
-			for l, fn := range prevL {
-				l.Extra = fn
-			}
-			for c, fn := range prevC {
-				c.Extra = fn
-			}
-		}
+		// New hooks the layers on top of any network attached before
+		// (their deltas add up); Detach takes exactly this one off.
 		net, err := lycoris.New(m.E, cfg, gl, gc, rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
-			restore()
-			return nil, fmt.Errorf("%s: %v", f.Path, err)
+			return fail(fmt.Errorf("%s: %v", f.Path, err))
 		}
+		nets = append(nets, net)
 		if err := net.Load(&lycoris.File{Path: f.Path, Modules: groups[k], Metadata: f.Metadata}); err != nil {
-			lycoris.Detach(gl, gc)
-			restore()
-			return nil, err
+			return fail(err)
 		}
 		net.Multiplier = unet
 		if k.te {
 			net.Multiplier = te
 		}
-		for l, prev := range prevL {
-			l.Extra = sum(prev, l.Extra)
-		}
-		for c, prev := range prevC {
-			c.Extra = sum(prev, c.Extra)
-		}
-		nets = append(nets, net)
 	}
 	return nets, nil
-}
-
-// sum adds two layer deltas; either may be nil (a LoCon network hooks the
-// layer's LowRank instead of its Extra when that is free).
-func sum(a, b func(*tensor.Tensor) *tensor.Tensor) func(*tensor.Tensor) *tensor.Tensor {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	return func(x *tensor.Tensor) *tensor.Tensor { return tensor.Add(a(x), b(x)) }
 }

@@ -171,7 +171,7 @@ func TestAttachNetwork(t *testing.T) {
 	ul2, uc2 := m.UNet.Layers()
 	lycoris.Detach(ul2, uc2)
 	for _, nl := range m.TE.Linears() {
-		nl.L.Extra, nl.L.LowRank = nil, nil
+		nl.L.Adapters = nil
 	}
 	for range 2 {
 		if _, err := train.AttachNetwork(m, f, 0.25, 0.25); err != nil {

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"slices"
 	"sync"
 
@@ -21,6 +22,11 @@ func (s *storage) Len() int            { return len(s.data) }
 // by several goroutines at once (each op splits its own work over the
 // worker set); the free list is guarded by a mutex.
 type Backend struct {
+	// Poison, for tests, fills every Alloc with NaN, so that code reading
+	// storage it never wrote (an "uninitialised" buffer taken as zero)
+	// shows it instead of passing by luck on fresh, zeroed memory.
+	Poison bool
+
 	mu   sync.Mutex
 	free map[int][][]float32 // freed blocks by exact length
 }
@@ -67,7 +73,14 @@ func (b *Backend) Alloc(dt tensor.DType, n int) tensor.Storage {
 	if n < 0 {
 		tensor.Errorf("alloc", "negative length %d", n)
 	}
-	return &storage{data: b.get(n)}
+	s := &storage{data: b.get(n)}
+	if b.Poison {
+		nan := float32(math.NaN())
+		for i := range s.data {
+			s.data[i] = nan
+		}
+	}
+	return s
 }
 
 // get takes a block of length n from the free list or makes one.
