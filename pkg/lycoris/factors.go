@@ -97,9 +97,9 @@ func (m *Module) field(suffix string) **tensor.Tensor {
 // DeltaLoHa is the LoHa weight delta scale·(W1a·W1b) ⊙ (W2a·W2b), shaped
 // like the wrapped layer's weight.
 func (m *Module) DeltaLoHa() *tensor.Tensor {
-	d := tensor.Mul(tensor.MatMul(m.weight(m.W1a), m.weight(m.W1b), false, false),
+	// The scale rides on the first product's GEMM (the product is bilinear).
+	d := tensor.Mul(tensor.MatMulScaled(m.weight(m.W1a), m.weight(m.W1b), false, false, m.Scale()),
 		tensor.MatMul(m.weight(m.W2a), m.weight(m.W2b), false, false))
-	d = tensor.Scale(d, m.Scale())
 	if m.Conv {
 		return tensor.Reshape(d, m.out, m.in, m.Kernel, m.Kernel)
 	}

@@ -7,6 +7,12 @@ package tensor
 // leading dims as a, or rank 2 (broadcast over a's batch). The result is
 // [..., M, N].
 func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
+	return MatMulScaled(a, b, transA, transB, 1)
+}
+
+// MatMulScaled is alpha·MatMul(a, b, transA, transB), the scale folded into
+// the GEMM (forward and backward) instead of a separate Scale.
+func MatMulScaled(a, b *Tensor, transA, transB bool, alpha float32) *Tensor {
 	e := a.e
 	if len(a.shape) < 2 || len(b.shape) < 2 {
 		Errorf("MatMul", "operands need rank ≥ 2, got %v and %v", a.shape, b.shape)
@@ -31,7 +37,7 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 	out := append(a.shape[:ra-2].clone(), m, n)
 	y := e.NewOf(a.DType(), out...)
 	p := GemmParams{TransA: transA, TransB: transB, M: m, N: n, K: k, Batch: batch,
-		StrideA: m * k, StrideB: sb, StrideC: m * n, Alpha: 1}
+		StrideA: m * k, StrideB: sb, StrideC: m * n, Alpha: alpha}
 	e.B.Gemm(y.data, a.data, b.data, p)
 	if e.track(y, a, b) {
 		e.push(y, func(gy Storage) {
@@ -39,10 +45,10 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 				ga, beta := e.gradOut(a)
 				// dA = gy @ op(B)^T, or its transpose when transA.
 				q := GemmParams{M: m, N: k, K: n, TransB: !transB, Batch: batch,
-					StrideA: m * n, StrideB: sb, StrideC: m * k, Alpha: 1, Beta: beta}
+					StrideA: m * n, StrideB: sb, StrideC: m * k, Alpha: alpha, Beta: beta}
 				if transA { // dA^T is [K,M] = op(B) @ gy^T
 					q = GemmParams{M: k, N: m, K: n, TransA: transB, TransB: true, Batch: batch,
-						StrideA: sb, StrideB: m * n, StrideC: m * k, Alpha: 1, Beta: beta}
+						StrideA: sb, StrideB: m * n, StrideC: m * k, Alpha: alpha, Beta: beta}
 					if transB {
 						q.LDA = k // B stored [N,K]; op = transpose gives [K,N]
 					}
@@ -55,11 +61,11 @@ func MatMul(a, b *Tensor, transA, transB bool) *Tensor {
 				gb := e.gradOf(b)
 				if transB { // dB is [N,K] = gy^T @ op(A)
 					q := GemmParams{M: n, N: k, K: m, TransA: true, TransB: transA, Batch: batch,
-						StrideA: m * n, StrideB: m * k, StrideC: sb, Alpha: 1, Beta: 1}
+						StrideA: m * n, StrideB: m * k, StrideC: sb, Alpha: alpha, Beta: 1}
 					gemmMaybeReduce(e, gb, gy, a.data, q, rb == 2)
 				} else { // dB is [K,N] = op(A)^T @ gy
 					q := GemmParams{M: k, N: n, K: m, TransA: !transA, Batch: batch,
-						StrideA: m * k, StrideB: m * n, StrideC: sb, Alpha: 1, Beta: 1}
+						StrideA: m * k, StrideB: m * n, StrideC: sb, Alpha: alpha, Beta: 1}
 					gemmMaybeReduce(e, gb, a.data, gy, q, rb == 2)
 				}
 			}

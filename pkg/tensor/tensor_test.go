@@ -100,6 +100,8 @@ func TestGradients(t *testing.T) {
 		{"MatMulTA", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], true, false) }, [][]int{{2, 4, 3}, {2, 4, 5}}},
 		{"MatMulTB", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], false, true) }, [][]int{{2, 3, 4}, {2, 5, 4}}},
 		{"MatMulTT", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], true, true) }, [][]int{{2, 4, 3}, {2, 5, 4}}},
+		{"MatMulScaledTA", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMulScaled(in[0], in[1], true, false, -0.6) }, [][]int{{2, 4, 3}, {2, 4, 5}}},
+		{"MatMulScaledBroadcastTB", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMulScaled(in[0], in[1], false, true, 1.7) }, [][]int{{3, 2, 4}, {5, 4}}},
 		{"MatMulBroadcastB", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.MatMul(in[0], in[1], false, true) }, [][]int{{3, 2, 4}, {5, 4}}},
 		{"Linear", func(in []*tensor.Tensor) *tensor.Tensor { return tensor.Linear(in[0], in[1], in[2]) }, [][]int{{2, 3, 4}, {5, 4}, {5}}},
 		// A computed weight (a LoHa layer's W + ΔW) gets a fresh gradient
