@@ -91,6 +91,14 @@ func flags() []ucli.Flag {
 		&ucli.Float64Flag{Name: "caption-dropout-rate", Usage: "train on the empty caption with this probability"},
 		&ucli.IntFlag{Name: "caption-dropout-every-n-epochs", Usage: "drop every caption in epochs N, 2N, …"},
 		&ucli.Float64Flag{Name: "caption-tag-dropout-rate", Usage: "drop each caption tag (after --keep-tokens) with this probability"},
+		&ucli.StringFlag{Name: "caption-prefix", Usage: "text put before every caption (with a space)"},
+		&ucli.StringFlag{Name: "caption-suffix", Usage: "text put after every caption (with a space)"},
+		&ucli.StringFlag{Name: "caption-separator", Value: ",", Usage: "what caption tags are split on (processed tags are joined with \", \")"},
+		&ucli.StringFlag{Name: "secondary-separator", Usage: "joins tags that shuffle and drop as one; replaced by --caption-separator at the end"},
+		&ucli.StringFlag{Name: "keep-tokens-separator", Usage: "tags before it stay fixed (instead of --keep-tokens), tags after a second one are a fixed suffix; acts only with shuffling, tag dropout or token warm-up"},
+		&ucli.BoolFlag{Name: "enable-wildcard", Usage: "a caption of several lines (loco-scan --enable-wildcard) uses one line at random per use, and {a|b|c} one alternative ({{ }} are literal braces); without it only the first line is used"},
+		&ucli.IntFlag{Name: "token-warmup-min", Value: d.Captions.TokenWarmupMin, Usage: "token warm-up: flexible tags used at step 0"},
+		&ucli.Float64Flag{Name: "token-warmup-step", Usage: "token warm-up: all tags are used from this step on (a fraction < 1 of the total steps, or steps; 0 = off)"},
 		&ucli.BoolFlag{Name: "network-train-unet-only", Usage: "no text-encoder modules"},
 		&ucli.BoolFlag{Name: "network-train-text-encoder-only", Usage: "no UNet modules"},
 		&ucli.IntFlag{Name: "train-batch-size", Value: d.BatchSize, Usage: "batch size"},
@@ -205,7 +213,8 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 		"multires-noise-iterations": &o.MultiresIterations, "min-timestep": &o.MinTimestep, "max-timestep": &o.MaxTimestep,
 		"save-every-n-epochs": &o.SaveEveryNEpochs, "save-every-n-steps": &o.SaveEveryNSteps,
 		"save-last-n-epochs": &o.SaveLastNEpochs, "save-last-n-steps": &o.SaveLastNSteps,
-		"keep-tokens": &o.Captions.KeepTokens, "caption-dropout-every-n-epochs": &o.Captions.DropoutEveryNEpochs}
+		"keep-tokens": &o.Captions.KeepTokens, "caption-dropout-every-n-epochs": &o.Captions.DropoutEveryNEpochs,
+		"token-warmup-min": &o.Captions.TokenWarmupMin}
 	for n, p := range intFlags {
 		if set(n) {
 			*p = c.Int(n)
@@ -215,7 +224,8 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 		"lr-warmup-steps": &o.LRWarmup, "lr-scheduler-num-cycles": &o.NumCycles, "lr-scheduler-power": &o.Power,
 		"max-grad-norm": &o.MaxGradNorm, "prior-loss-weight": &o.PriorLossWeight, "min-snr-gamma": &o.MinSNRGamma,
 		"noise-offset": &o.Noise.Offset, "adaptive-noise-scale": &o.Noise.Adaptive, "multires-noise-discount": &o.MultiresDiscount,
-		"network-dropout": &o.NetworkDropout, "caption-dropout-rate": &o.Captions.DropoutRate, "caption-tag-dropout-rate": &o.Captions.TagDropoutRate}
+		"network-dropout": &o.NetworkDropout, "caption-dropout-rate": &o.Captions.DropoutRate, "caption-tag-dropout-rate": &o.Captions.TagDropoutRate,
+		"token-warmup-step": &o.Captions.TokenWarmupStep}
 	for n, p := range floatFlags {
 		if set(n) {
 			*p = c.Float64(n)
@@ -223,18 +233,24 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 	}
 	strFlags := map[string]*string{"lr-scheduler": &o.LRScheduler, "optimizer-type": &o.Optimizer, "mixed-precision": &o.MixedPrecision,
 		"save-precision": &o.SavePrecision, "output-name": &o.OutputName, "training-comment": &o.TrainingComment,
-		"network-weights": &o.NetworkWeights}
+		"network-weights": &o.NetworkWeights, "caption-prefix": &o.Captions.Prefix, "caption-suffix": &o.Captions.Suffix,
+		"caption-separator": &o.Captions.Separator, "secondary-separator": &o.Captions.SecondarySeparator,
+		"keep-tokens-separator": &o.Captions.KeepTokensSeparator}
 	for n, p := range strFlags {
 		if set(n) {
 			*p = c.String(n)
 		}
 	}
 	boolFlags := map[string]*bool{"noise-offset-random-strength": &o.Noise.RandomStrength, "flip-aug": &o.FlipAug,
-		"gradient-checkpointing": &o.GradientCheckpointing, "save-state": &o.SaveState, "shuffle-caption": &o.Captions.Shuffle}
+		"gradient-checkpointing": &o.GradientCheckpointing, "save-state": &o.SaveState, "shuffle-caption": &o.Captions.Shuffle,
+		"enable-wildcard": &o.Captions.EnableWildcard}
 	for n, p := range boolFlags {
 		if set(n) {
 			*p = c.Bool(n)
 		}
+	}
+	if set("caption-separator") && c.String("caption-separator") == "" {
+		return o, g, cli.Usagef("--caption-separator \"\": the separator must not be empty")
 	}
 	if set("optimizer-args") {
 		if err := o.SetOptimizerArgs(c.StringSlice("optimizer-args")); err != nil {
@@ -337,13 +353,21 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "plan:")
 		fmt.Fprint(stdout, plan.Describe(lr, uLR))
+		fmt.Fprint(stdout, plan.DescribeCaptions(o.Captions, o.Seed))
 		return nil
+	}
+	for _, n := range plan.CaptionNotes(o.Captions) {
+		rep.Notef("%s: %s", name, n)
 	}
 	if c.Bool("dry-run") {
 		fmt.Fprint(stdout, plan.Describe(lr, uLR))
+		fmt.Fprint(stdout, plan.DescribeCaptions(o.Captions, o.Seed))
 		return nil
 	}
 	rep.Printf("%s", plan.Describe(lr, uLR))
+	if d := o.Captions.Describe(plan.TotalSteps); d != "" {
+		rep.Printf("captions: %s\n", d)
+	}
 	if plan.GUISteps != plan.TotalSteps && g != nil && g.MaxSteps == 0 {
 		rep.Warnf("the kohya_ss GUI would run %d steps for this config (its formula ignores buckets and epoch-end windows); loco runs epochs × steps per epoch = %d", plan.GUISteps, plan.TotalSteps)
 	}

@@ -370,6 +370,29 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	setFloat("caption_dropout_rate", &o.Captions.DropoutRate, "--caption-dropout-rate")
 	setInt("caption_dropout_every_n_epochs", &o.Captions.DropoutEveryNEpochs, "--caption-dropout-every-n-epochs")
 	setFloat("caption_tag_dropout_rate", &o.Captions.TagDropoutRate, "--caption-tag-dropout-rate")
+	// Text options: "" means not set (the GUI drops empty values).
+	for _, f := range []struct {
+		key, flag string
+		dst       *string
+	}{{"caption_prefix", "--caption-prefix", &o.Captions.Prefix}, {"caption_suffix", "--caption-suffix", &o.Captions.Suffix},
+		{"caption_separator", "--caption-separator", &o.Captions.Separator},
+		{"secondary_separator", "--secondary-separator", &o.Captions.SecondarySeparator},
+		{"keep_tokens_separator", "--keep-tokens-separator", &o.Captions.KeepTokensSeparator}} {
+		if v := str(f.key); v != "" {
+			*f.dst = v
+			explain(f.key, "%s %q", f.flag, v)
+		}
+	}
+	if has("enable_wildcard") {
+		o.Captions.EnableWildcard = boolean("enable_wildcard")
+		explain("enable_wildcard", "--enable-wildcard=%t (caption files' lines need loco-scan --enable-wildcard)", o.Captions.EnableWildcard)
+	}
+	if v, ok := num("token_warmup_min", math.NaN()); ok && v == 0 {
+		explain("token_warmup_min", "0 is dropped by the GUI: sd-scripts' default 1")
+	} else if ok {
+		setInt("token_warmup_min", &o.Captions.TokenWarmupMin, "--token-warmup-min")
+	}
+	setFloat("token_warmup_step", &o.Captions.TokenWarmupStep, "--token-warmup-step (0 = off, < 1: a fraction of the steps)")
 	if has("flip_aug") {
 		o.FlipAug = boolean("flip_aug")
 		explain("flip_aug", "--flip-aug=%t (needs loco-encode --flip)", o.FlipAug)

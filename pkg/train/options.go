@@ -97,6 +97,7 @@ func DefaultOptions() Options {
 	return Options{
 		NetworkModule: "lycoris.kohya", Algo: "locon", Preset: "full",
 		NetworkDim: 8, NetworkAlpha: 1,
+		Captions:  CaptionOptions{TokenWarmupMin: 1},
 		BatchSize: 1, Epochs: 1, GradAccum: 1,
 		LearningRate: 1e-4, UNetLR: -1, TextEncoderLR: -1,
 		LRScheduler: "cosine", NumCycles: 1, Power: 1,
@@ -189,8 +190,7 @@ func (o *Options) Validate() error {
 	for _, d := range []struct {
 		name string
 		p    float64
-	}{{"network_dropout", o.NetworkDropout}, {"rank_dropout", o.RankDropout}, {"module_dropout", o.ModuleDropout},
-		{"caption_dropout_rate", o.Captions.DropoutRate}, {"caption_tag_dropout_rate", o.Captions.TagDropoutRate}} {
+	}{{"network_dropout", o.NetworkDropout}, {"rank_dropout", o.RankDropout}, {"module_dropout", o.ModuleDropout}} {
 		if !(d.p >= 0 && d.p < 1) {
 			bad("%s %g must be in [0, 1)", d.name, d.p)
 		}
@@ -198,9 +198,7 @@ func (o *Options) Validate() error {
 	if o.Algo == "loha" && (o.NetworkDropout > 0 || o.RankDropout > 0) {
 		bad("network_dropout and rank_dropout are not defined for algo loha (module_dropout is)")
 	}
-	if o.Captions.KeepTokens < 0 || o.Captions.DropoutEveryNEpochs < 0 {
-		bad("keep_tokens %d and caption_dropout_every_n_epochs %d must not be negative", o.Captions.KeepTokens, o.Captions.DropoutEveryNEpochs)
-	}
+	errs = append(errs, o.Captions.Validate()...)
 	if o.SaveLastNEpochs < 0 || o.SaveLastNSteps < 0 {
 		bad("save_last_n_epochs %d and save_last_n_steps %d must not be negative", o.SaveLastNEpochs, o.SaveLastNSteps)
 	}

@@ -17,20 +17,20 @@ import (
 func TestCaptionProcess(t *testing.T) {
 	const cap = "pralyco woman, red hair, smiling, outdoors, bokeh"
 	r := func() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
-	if got := (CaptionOptions{KeepTokens: 2}).Process(cap, 1, r()); got != cap {
+	if got := (CaptionOptions{KeepTokens: 2}).Process(cap, CaptionAt{Epoch: 1}, r()); got != cap {
 		t.Errorf("keep_tokens alone changed the caption: %q", got)
 	}
-	if got := (CaptionOptions{DropoutEveryNEpochs: 3}).Process(cap, 6, r()); got != "" {
+	if got := (CaptionOptions{DropoutEveryNEpochs: 3}).Process(cap, CaptionAt{Epoch: 6}, r()); got != "" {
 		t.Errorf("epoch 6 with caption_dropout_every_n_epochs 3: %q, want the empty caption", got)
 	}
-	if got := (CaptionOptions{DropoutEveryNEpochs: 3}).Process(cap, 5, r()); got != cap {
+	if got := (CaptionOptions{DropoutEveryNEpochs: 3}).Process(cap, CaptionAt{Epoch: 5}, r()); got != cap {
 		t.Errorf("epoch 5 with caption_dropout_every_n_epochs 3: %q", got)
 	}
 	// Shuffle: fixed head, a permutation of the rest, ", " joins.
 	perms := map[string]bool{}
 	rr := r()
 	for i := 0; i < 200; i++ {
-		got := (CaptionOptions{Shuffle: true, KeepTokens: 1}).Process(cap+" ,  ", 1, rr)
+		got := (CaptionOptions{Shuffle: true, KeepTokens: 1}).Process(cap+" ,  ", CaptionAt{Epoch: 1}, rr)
 		tags := strings.Split(got, ", ")
 		if tags[0] != "pralyco woman" {
 			t.Fatalf("kept token moved: %q", got)
@@ -49,10 +49,10 @@ func TestCaptionProcess(t *testing.T) {
 	empty, tags := 0, 0
 	rr = r()
 	for i := 0; i < 2000; i++ {
-		if (CaptionOptions{DropoutRate: 0.25}).Process(cap, 1, rr) == "" {
+		if (CaptionOptions{DropoutRate: 0.25}).Process(cap, CaptionAt{Epoch: 1}, rr) == "" {
 			empty++
 		}
-		got := (CaptionOptions{TagDropoutRate: 0.5, KeepTokens: 1}).Process(cap, 1, rr)
+		got := (CaptionOptions{TagDropoutRate: 0.5, KeepTokens: 1}).Process(cap, CaptionAt{Epoch: 1}, rr)
 		if !strings.HasPrefix(got, "pralyco woman") {
 			t.Fatalf("tag dropout dropped a kept token: %q", got)
 		}

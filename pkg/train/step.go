@@ -47,6 +47,9 @@ func (t *Trainer) BatchInputs(e, i int, b Batch) (*Inputs, error) {
 	if t.Opt.Captions.Random() {
 		cr = Stream(t.Opt.Seed, "caption", e, i)
 	}
+	// The optimizer step this micro-batch belongs to: U updates per epoch,
+	// one after every GA micro-batches (and the epoch's last).
+	at := CaptionAt{Epoch: e + 1, Step: e*t.Plan.U + i/t.Plan.GradAccum, MaxSteps: t.Plan.TotalSteps}
 	if t.dropout().Any() {
 		in.DropoutSeed = Stream(t.Opt.Seed, "dropout", e, i).Uint64()
 	}
@@ -77,7 +80,7 @@ func (t *Trainer) BatchInputs(e, i int, b Batch) (*Inputs, error) {
 			w = t.Opt.PriorLossWeight
 		}
 		in.Weights = append(in.Weights, float32(w))
-		in.Captions = append(in.Captions, t.Opt.Captions.Process(it.Rec.Caption, e+1, cr))
+		in.Captions = append(in.Captions, t.Opt.Captions.Process(it.Rec.Caption, at, cr))
 	}
 	hw := in.H * in.W
 	in.Noise = make([]float32, len(in.X0))
@@ -158,7 +161,8 @@ func (t *Trainer) condition(captions []string) *tensor.Tensor {
 				v = h.Float32s()
 			})
 			// Shuffled or tag-dropped captions rarely repeat: cache only
-			// the captions as written and the dropped (empty) one.
+			// the captions as written (CaptionOptions.Plain) and the
+			// dropped (empty) one.
 			if !t.Opt.Captions.Random() || c == "" || t.rawCaptions[c] {
 				t.ctxCache[c] = v
 			}

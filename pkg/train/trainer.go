@@ -89,7 +89,7 @@ type Trainer struct {
 	Weights *WeightsReport
 
 	ctxCache    map[string][]float32 // text-encoder output per caption, when it is frozen
-	rawCaptions map[string]bool      // the captions as written in the records
+	rawCaptions map[string]bool      // the captions as written in the records (CaptionOptions.Plain)
 	latCache    map[string]*latentcache.Entry
 	Meta        RunInfo // identity of the run, for the metadata
 
@@ -138,7 +138,9 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 		ctxCache: map[string][]float32{}, latCache: map[string]*latentcache.Entry{}, Clock: time.Now,
 		rawCaptions: map[string]bool{}}
 	for _, it := range plan.Items {
-		t.rawCaptions[it.Rec.Caption] = true
+		for _, c := range opt.Captions.Plain(it.Rec.Caption) {
+			t.rawCaptions[c] = true
+		}
 	}
 	if err := net.SetDropout(t.dropout()); err != nil {
 		return nil, err
