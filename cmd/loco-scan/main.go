@@ -27,6 +27,7 @@ Examples:
    loco-scan img --reg reg > train.jsonl
    loco-scan img --reg reg | loco-bucket -r 512 > bucketed.jsonl
    loco-scan --caption-extension .txt --strict img
+   loco-scan --enable-wildcard img > train.jsonl   (multi-line captions for loco-train --enable-wildcard)
    loco-scan img | jq -r 'select(.caption_source == "folder") | .path'
 
 Differences from kohya: the EXIF orientation is applied; extensions match in
@@ -39,6 +40,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	flags := []ucli.Flag{
 		&ucli.StringSliceFlag{Name: "reg", Usage: "a regularization folder (parent of concept folders); repeatable"},
 		&ucli.StringFlag{Name: "caption-extension", Value: dataset.DefaultCaptionExtension, Usage: "caption file extension (kohya_ss GUI folders use .txt)"},
+		&ucli.BoolFlag{Name: "enable-wildcard", Usage: "keep every non-empty line of caption files (joined by \\n in the caption field), as kohya reads them with enable_wildcard, for loco-train --enable-wildcard to pick one per use; without it only the first line"},
 		&ucli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.GOMAXPROCS(0), Usage: "files read and hashed in parallel"},
 		&ucli.Int64Flag{Name: "max-pixels", Value: imageio.DefaultMaxPixels, Usage: "refuse images with more pixels (checked from the header)"},
 		&ucli.BoolFlag{Name: "strict", Usage: "fail on any skipped folder or file instead of warning"},
@@ -84,6 +86,7 @@ func scan(c *ucli.Context, stdout, stderr io.Writer) error {
 		TrainRoots:       c.Args().Slice(),
 		RegRoots:         c.StringSlice("reg"),
 		CaptionExtension: c.String("caption-extension"),
+		AllCaptionLines:  c.Bool("enable-wildcard"),
 		Jobs:             c.Int("jobs"),
 		MaxPixels:        c.Int64("max-pixels"),
 		Strict:           c.Bool("strict"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -30,7 +31,7 @@ func fail(err error) {
 // mkdata writes DIR/train.jsonl and the cache DIR/cache for a tiny recipe:
 // 3 images in "img/2_pralyco woman", 4 in "reg/1_woman", one 192×128
 // bucket, latents encoded (nominally) with the VAE of MODEL.
-func mkdata(dir, model string) error {
+func mkdata(dir, model, trainCaption string) error {
 	f, err := safetensors.Open(model)
 	if err != nil {
 		return err
@@ -55,6 +56,9 @@ func mkdata(dir, model string) error {
 	for i := 0; i < 7; i++ {
 		reg := i >= 3
 		concept, rep, caption := "2_pralyco woman", 2, "pralyco woman"
+		if trainCaption != "" {
+			caption = trainCaption
+		}
 		root := "img"
 		if reg {
 			concept, rep, caption, root = "1_woman", 1, "woman", "reg"
@@ -87,8 +91,16 @@ func TestMain(m *testing.M) {
 			fmt.Sscan(os.Args[2], &seed)
 			fail(traintest.WriteCheckpoint(os.Args[1], seed, safetensors.F16))
 		},
-		// mkdata DIR MODEL writes records and a latent cache for MODEL's VAE.
-		"mkdata": func() { fail(mkdata(os.Args[1], os.Args[2])) },
+		// mkdata DIR MODEL [CAPTION] writes records and a latent cache for
+		// MODEL's VAE; CAPTION (with \n for line breaks) replaces the train
+		// images' caption.
+		"mkdata": func() {
+			caption := ""
+			if len(os.Args) > 3 {
+				caption = strings.ReplaceAll(os.Args[3], `\n`, "\n")
+			}
+			fail(mkdata(os.Args[1], os.Args[2], caption))
+		},
 		// meta FILE KEY prints one metadata value of a safetensors file.
 		"meta": func() {
 			f, err := safetensors.Open(os.Args[1])

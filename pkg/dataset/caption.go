@@ -48,13 +48,13 @@ var errEmptyCaption = errors.New("caption file is empty (0 bytes); kohya stops o
 
 // findCaption returns the caption of an image from its caption file, with
 // the file used, or found=false when there is none.
-func findCaption(imgPath, ext string) (caption, file string, found bool, err error) {
+func findCaption(imgPath, ext string, allLines bool) (caption, file string, found bool, err error) {
 	for _, c := range captionCandidates(imgPath, ext) {
 		st, err := statFile(c)
 		if err != nil || !st.Mode().IsRegular() {
 			continue // kohya uses os.path.isfile: anything else does not count
 		}
-		caption, err := readCaption(c)
+		caption, err := readCaption(c, allLines)
 		return caption, c, true, err
 	}
 	return "", "", false, nil
@@ -64,8 +64,11 @@ func findCaption(imgPath, ext string) (caption, file string, found bool, err err
 // error), only the first line (Python's universal newlines: "\n", "\r\n"
 // or "\r" end a line), stripped of surrounding white space. A UTF-8
 // byte-order mark is not white space for Python and is kept at the start of
-// the caption, as in kohya.
-func readCaption(path string) (string, error) {
+// the caption, as in kohya. With allLines (kohya's enable_wildcard), every
+// line is stripped and the non-empty ones are joined with "\n": training
+// with --enable-wildcard then picks one line per use, and training without
+// it uses the first.
+func readCaption(path string, allLines bool) (string, error) {
 	b, err := readFile(path)
 	if err != nil {
 		return "", fmt.Errorf("caption file: %w", err)
@@ -77,10 +80,19 @@ func readCaption(path string) (string, error) {
 		return "", fmt.Errorf("caption file %s is not valid UTF-8", path)
 	}
 	s := string(b)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
+	if !allLines {
+		if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+			s = s[:i]
+		}
+		return strings.TrimFunc(s, isPySpace), nil
 	}
-	return strings.TrimFunc(s, isPySpace), nil
+	var lines []string
+	for _, l := range strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n") {
+		if l = strings.TrimFunc(l, isPySpace); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 // File-system access, replaceable by tests to inject errors that cannot be

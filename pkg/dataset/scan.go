@@ -23,8 +23,12 @@ type Options struct {
 	TrainRoots       []string // parents of train concept folders (at least one)
 	RegRoots         []string // parents of regularization concept folders
 	CaptionExtension string   // default DefaultCaptionExtension
-	Jobs             int      // files read and hashed at once; default GOMAXPROCS
-	MaxPixels        int64    // refuse larger images; default imageio.DefaultMaxPixels
+	// AllCaptionLines keeps every non-empty line of a caption file, joined
+	// by "\n", as kohya reads them with enable_wildcard (loco-train
+	// --enable-wildcard picks one per use); otherwise only the first line.
+	AllCaptionLines bool
+	Jobs            int   // files read and hashed at once; default GOMAXPROCS
+	MaxPixels       int64 // refuse larger images; default imageio.DefaultMaxPixels
 	// Strict turns every skipped folder or file into an error (the scan
 	// still reports them all, then fails).
 	Strict bool
@@ -348,7 +352,7 @@ func readImage(path string, f *Folder, opt Options, buf []byte) (*manifest.Recor
 		Concept: f.Name, Repeats: f.Repeats, Trigger: trigger, Class: class,
 		IsReg: f.IsReg,
 	}
-	caption, file, found, err := findCaption(path, opt.CaptionExtension)
+	caption, file, found, err := findCaption(path, opt.CaptionExtension, opt.AllCaptionLines)
 	if err != nil {
 		return nil, buf, err
 	}

@@ -358,3 +358,38 @@ func TestScanCaptions(t *testing.T) {
 		t.Errorf("notes: %v", res.Notes)
 	}
 }
+
+// TestScanCaptionLines: with AllCaptionLines (kohya's enable_wildcard)
+// every non-empty line is kept, stripped, joined by "\n"; a file of blank
+// lines gives the empty caption; an empty file is still an error.
+func TestScanCaptionLines(t *testing.T) {
+	dir := t.TempDir()
+	c := filepath.Join(dir, "img", "2_sks dog")
+	good := jpg(t, 16, 16)
+	for _, n := range []string{"a", "b", "c", "d"} {
+		write(t, filepath.Join(c, n+".png"), good)
+	}
+	write(t, filepath.Join(c, "a.txt"), []byte("  first line  \r\n\r\nsecond {a|b}\rthird\n\n"))
+	write(t, filepath.Join(c, "b.txt"), []byte(" \n\t\n"))
+	write(t, filepath.Join(c, "c.txt"), []byte("\xef\xbb\xbfone line"))
+	for _, all := range []bool{false, true} {
+		res, err := Scan(Options{TrainRoots: []string{filepath.Join(dir, "img")}, CaptionExtension: "txt", AllCaptionLines: all})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"first line", "", "\ufeffone line", "sks dog"}
+		if all {
+			want[0] = "first line\nsecond {a|b}\nthird"
+		}
+		for i, r := range res.Records {
+			if r.Caption != want[i] {
+				t.Errorf("all lines %t: %s: caption %q, want %q", all, r.Path, r.Caption, want[i])
+			}
+		}
+	}
+	write(t, filepath.Join(c, "d.txt"), nil)
+	res, _ := Scan(Options{TrainRoots: []string{filepath.Join(dir, "img")}, CaptionExtension: "txt", AllCaptionLines: true})
+	if len(res.Problems) != 1 || !errors.Is(res.Problems[0].Err, errEmptyCaption) {
+		t.Errorf("empty caption file with all lines: problems %v", res.Problems)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // CaptionOptions are sd-scripts' per-sample caption options
@@ -194,9 +195,9 @@ func (c CaptionOptions) processTags(caption string, at CaptionAt, r *rand.Rand) 
 		fixed, flex, suffix = nonEmptyTags(fixedPart, sep), nonEmptyTags(flexPart, sep), nonEmptyTags(suffixPart, sep)
 	} else {
 		// Empty tags are kept here (sd-scripts does not filter them).
-		tags := strings.Split(strings.TrimSpace(caption), sep)
+		tags := strings.Split(pyStrip(caption), sep)
 		for i := range tags {
-			tags[i] = strings.TrimSpace(tags[i])
+			tags[i] = pyStrip(tags[i])
 		}
 		k := max(0, min(c.KeepTokens, len(tags)))
 		fixed, flex = tags[:k], tags[k:]
@@ -223,11 +224,17 @@ func (c CaptionOptions) processTags(caption string, at CaptionAt, r *rand.Rand) 
 	return strings.Join(out, ", ")
 }
 
+// pyStrip is Python's str.strip(): Unicode white space plus the ASCII
+// separators 0x1C..0x1F.
+func pyStrip(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r >= 0x1C && r <= 0x1F })
+}
+
 // nonEmptyTags splits s on sep, strips the pieces and drops empty ones.
 func nonEmptyTags(s, sep string) []string {
 	var out []string
 	for _, t := range strings.Split(s, sep) {
-		if t = strings.TrimSpace(t); t != "" {
+		if t = pyStrip(t); t != "" {
 			out = append(out, t)
 		}
 	}

@@ -38,6 +38,8 @@ func TestCaptionProcessTable(t *testing.T) {
 		{"shuffle", CaptionOptions{Shuffle: true}, "a,b", at(0), []string{"a, b", "b, a"}},
 		{"shuffle keeps empty tags", CaptionOptions{Shuffle: true}, " a,,b ", at(0),
 			[]string{"a, , b", "a, b, ", ", a, b", ", b, a", "b, a, ", "b, , a"}},
+		{"tags stripped as Python does (0x1C..0x1F too)", CaptionOptions{TokenWarmupMin: 5, TokenWarmupStep: 1}, "\x1fa\u3000,\tb ", at(0),
+			[]string{"a, b"}},
 		{"shuffle after keep_tokens", CaptionOptions{Shuffle: true, KeepTokens: 1}, "a, b, c", at(0), []string{"a, b, c", "a, c, b"}},
 		{"keep_tokens beyond the tags", CaptionOptions{Shuffle: true, KeepTokens: 5}, "a, b", at(0), []string{"a, b"}},
 		// keep_tokens_separator.
@@ -191,5 +193,50 @@ func TestCaptionPlain(t *testing.T) {
 		if !ok {
 			t.Errorf("Plain gave %q, which Process never gives", p)
 		}
+	}
+}
+
+// TestCaptionWarmupInTraining: a micro-batch's captions see the optimizer
+// step it belongs to (U = 3 updates per epoch of 6 micro-batches with
+// GA 2), so token warm-up over 3 steps grows the caption update by update
+// and across epochs; wildcard lines are drawn per sample.
+func TestCaptionWarmupInTraining(t *testing.T) {
+	tr, _ := tinyRun(t, t.TempDir(), func(o *Options) {
+		o.Captions = CaptionOptions{TokenWarmupMin: 1, TokenWarmupStep: 3}
+	})
+	if tr.Plan.U != 3 || tr.Plan.GradAccum != 2 || tr.Plan.TotalSteps != 6 {
+		t.Fatalf("plan: U %d, GA %d, %d steps", tr.Plan.U, tr.Plan.GradAccum, tr.Plan.TotalSteps)
+	}
+	for _, it := range tr.Plan.Items {
+		it.Rec.Caption = "a, b, c, d"
+	}
+	want := []string{"a", "a, b", "a, b, c", "a, b, c, d", "a, b, c, d", "a, b, c, d"}
+	for e := 0; e < 2; e++ {
+		for i, b := range tr.Plan.EpochBatches(tr.Opt.Seed, e) {
+			in, err := tr.BatchInputs(e, i, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			step := e*3 + i/2
+			for _, c := range in.Captions {
+				if c != want[step] {
+					t.Errorf("epoch %d micro-batch %d (step %d): caption %q, want %q", e+1, i, step, c, want[step])
+				}
+			}
+		}
+	}
+	tr.Opt.Captions = CaptionOptions{EnableWildcard: true}
+	for _, it := range tr.Plan.Items {
+		it.Rec.Caption = "x, {1|2}\ny"
+	}
+	seen := map[string]bool{}
+	for i, b := range tr.Plan.EpochBatches(tr.Opt.Seed, 0) {
+		in, _ := tr.BatchInputs(0, i, b)
+		for _, c := range in.Captions {
+			seen[c] = true
+		}
+	}
+	if len(seen) != 3 || !seen["x, 1"] || !seen["x, 2"] || !seen["y"] {
+		t.Errorf("wildcard captions in training: %v", seen)
 	}
 }

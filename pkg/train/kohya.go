@@ -392,7 +392,7 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	} else if ok {
 		setInt("token_warmup_min", &o.Captions.TokenWarmupMin, "--token-warmup-min")
 	}
-	setFloat("token_warmup_step", &o.Captions.TokenWarmupStep, "--token-warmup-step (0 = off, < 1: a fraction of the steps)")
+	setFloat("token_warmup_step", &o.Captions.TokenWarmupStep, "--token-warmup-step")
 	if has("flip_aug") {
 		o.FlipAug = boolean("flip_aug")
 		explain("flip_aug", "--flip-aug=%t (needs loco-encode --flip)", o.FlipAug)

@@ -149,3 +149,45 @@ func FuzzImportGUIConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestImportGUIConfigCaptionText: the caption text options map to
+// CaptionOptions; "" is "not set" and token_warmup_min 0 is dropped by the
+// GUI (sd-scripts' default 1 applies); bad values are errors naming the key.
+func TestImportGUIConfigCaptionText(t *testing.T) {
+	raw := `{"caption_prefix": "photo of", "caption_suffix": "", "caption_separator": ";", "secondary_separator": ";;;",
+		"keep_tokens_separator": "|||", "enable_wildcard": true, "token_warmup_min": "0", "token_warmup_step": "0.25", "shuffle_caption": true}`
+	g, err := ImportGUIConfig([]byte(raw), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CaptionOptions{Shuffle: true, Prefix: "photo of", Separator: ";", SecondarySeparator: ";;;", KeepTokensSeparator: "|||",
+		EnableWildcard: true, TokenWarmupMin: 1, TokenWarmupStep: 0.25}
+	if !reflect.DeepEqual(g.Options.Captions, want) {
+		t.Errorf("captions imported as %+v, want %+v", g.Options.Captions, want)
+	}
+	if w := strings.Join(g.Warnings, "\n"); strings.Contains(w, "unknown") {
+		t.Errorf("warnings: %s", w)
+	}
+	ex := strings.Join(g.Explain, "\n")
+	for _, s := range []string{`--caption-prefix "photo of"`, `--keep-tokens-separator "|||"`, "--enable-wildcard=true", "--token-warmup-step 0.25",
+		"0 is dropped by the GUI"} {
+		if !strings.Contains(ex, s) {
+			t.Errorf("explanation lacks %q:\n%s", s, ex)
+		}
+	}
+	g, err = ImportGUIConfig([]byte(`{"token_warmup_min": 3, "token_warmup_step": 8}`), DefaultOptions())
+	if err != nil || g.Options.Captions.TokenWarmupMin != 3 || g.Options.Captions.TokenWarmupStep != 8 {
+		t.Errorf("token warm-up 3/8: %+v, %v", g.Options.Captions, err)
+	}
+	for raw, msg := range map[string]string{
+		`{"token_warmup_step": -2}`:       "token_warmup_step -2 must be 0",
+		`{"token_warmup_min": "x"}`:       `token_warmup_min: "x" is not a number`,
+		`{"secondary_separator": ","}`:    `secondary_separator "," is the caption_separator`,
+		`{"token_warmup_step": "lots"}`:   `token_warmup_step: "lots" is not a number`,
+		`{"caption_tag_dropout_rate": 2}`: "caption_tag_dropout_rate 2 must be in [0, 1)",
+	} {
+		if _, err := ImportGUIConfig([]byte(raw), DefaultOptions()); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: error %v, want %q", raw, err, msg)
+		}
+	}
+}
