@@ -392,3 +392,39 @@ func TestReplaceDamaged(t *testing.T) {
 		closeF16(t, "mean", m, vs[i][0])
 	}
 }
+
+// A damaged or hand-edited index is refused at Open, naming the entry,
+// instead of reading outside the folder or allocating a huge frame.
+func TestDamagedIndexEntries(t *testing.T) {
+	for _, c := range []struct {
+		name, old, new, want string
+	}{
+		{"shard path", `"shard": "shard-`, `"shard": "../shard-`, "not a file name"},
+		{"hidden shard", `"shard": "shard-`, `"shard": ".shard-`, "not a file name"},
+		{"negative offset", `"offset": 0,`, `"offset": -5,`, "frame at offset -5"},
+		{"huge length", `"length": `, `"length": 9999999999`, "frame at offset"},
+		{"zero shape", `"shape": [`, `"shape": [0, `, "shape"}, // JSON drops the fourth value
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeCache(t, dir, 2, false)
+			p := filepath.Join(dir, IndexName)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(b)
+			if !strings.Contains(s, c.old) {
+				t.Fatalf("index has no %q:\n%s", c.old, s)
+			}
+			s = strings.Replace(s, c.old, c.new, 1)
+			if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Open(dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), IndexName) {
+				t.Fatalf("Open of an index with a bad %s: %v, want an error naming the index and %q", c.name, err, c.want)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // IndexName is the index file inside a cache folder.
@@ -65,7 +66,31 @@ func readIndex(dir string) (*Index, error) {
 	if ix.Entries == nil {
 		ix.Entries = map[string]IndexEntry{}
 	}
+	for key, ie := range ix.Entries {
+		if err := ie.check(); err != nil {
+			return nil, fmt.Errorf("latentcache: %s: entry %s: %v (the index is damaged or was edited: move the folder away and run loco-encode again)", p, key, err)
+		}
+	}
 	return &ix, nil
+}
+
+// maxFrame bounds an entry's compressed length: a 4×512×512 latent with its
+// flip is 4 MiB raw; anything near this is a damaged index.
+const maxFrame = 1 << 30
+
+// check validates what Get would otherwise trust: the shard is a plain file
+// name of this folder, the frame's place and size are sane, the shape is a
+// latent's.
+func (ie IndexEntry) check() error {
+	switch {
+	case ie.Shard == "" || filepath.Base(ie.Shard) != ie.Shard || strings.HasPrefix(ie.Shard, "."):
+		return fmt.Errorf("shard %q is not a file name of the cache folder", ie.Shard)
+	case ie.Offset < 0 || ie.Length <= 0 || ie.Length > maxFrame:
+		return fmt.Errorf("frame at offset %d of length %d", ie.Offset, ie.Length)
+	case ie.Shape[0] <= 0 || ie.Shape[1] <= 0 || ie.Shape[2] <= 0 || ie.Shape[0]*ie.Shape[1]*ie.Shape[2] > 1<<26:
+		return fmt.Errorf("shape %v", ie.Shape)
+	}
+	return nil
 }
 
 // writeIndex rewrites the index atomically: temporary file, sync, rename,
