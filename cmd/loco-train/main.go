@@ -307,7 +307,7 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	o.OutputDir = c.String("output-dir")
-	smp, err := sampleSettings(c, o.OutputDir, rep)
+	smp, err := sampleSettings(c, g, o.OutputDir, rep)
 	if err != nil {
 		return err
 	}

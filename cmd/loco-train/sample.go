@@ -1,9 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -37,43 +34,30 @@ type sampling struct {
 	rep     *cli.Reporter
 }
 
-// guiSampleFields are the kohya_ss GUI config's sample fields: the prompt
-// box's text (the GUI writes it to <output_dir>/sample/prompt.txt and
-// passes that file) and the schedule.
-type guiSampleFields struct {
-	Prompts      *string `json:"sample_prompts"`
-	Sampler      *string `json:"sample_sampler"`
-	EveryNEpochs *int    `json:"sample_every_n_epochs"`
-	EveryNSteps  *int    `json:"sample_every_n_steps"`
-}
-
-// sampleSettings reads the sample settings: --config's fields first, then
-// the flags given. It returns nil when the run makes no samples. Prompts
-// are parsed here, before any weights are loaded.
-func sampleSettings(c *ucli.Context, outputDir string, rep *cli.Reporter) (*sampling, error) {
+// sampleSettings reads the sample settings: the --config's fields (g,
+// nil without --config) first, then the flags given. It returns nil when
+// the run makes no samples. Prompts are parsed here, before any weights
+// are loaded.
+func sampleSettings(c *ucli.Context, g *train.GUIConfig, outputDir string, rep *cli.Reporter) (*sampling, error) {
 	s := &sampling{last: -1, rep: rep, dir: filepath.Join(outputDir, "sample")}
 	sampler := "euler_a"
 	var promptFile, promptText, promptSrc string
-	if p := c.String("config"); p != "" {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
+	if g != nil {
+		gs := g.Sample
+		if strings.TrimSpace(gs.PromptText) != "" {
+			promptText, promptSrc = gs.PromptText, c.String("config")+": sample_prompts"
 		}
-		var g guiSampleFields
-		if err := json.Unmarshal(raw, &g); err != nil {
-			return nil, fmt.Errorf("%s: sample fields: %v", p, err)
+		if gs.PromptFile != "" {
+			promptFile, promptText = gs.PromptFile, ""
 		}
-		if g.Prompts != nil && strings.TrimSpace(*g.Prompts) != "" {
-			promptText, promptSrc = *g.Prompts, p+": sample_prompts"
+		if gs.Sampler != "" {
+			sampler = gs.Sampler
 		}
-		if g.Sampler != nil && *g.Sampler != "" {
-			sampler = *g.Sampler
+		if gs.EveryNEpochs != nil {
+			s.every.Epochs = *gs.EveryNEpochs
 		}
-		if g.EveryNEpochs != nil {
-			s.every.Epochs = *g.EveryNEpochs
-		}
-		if g.EveryNSteps != nil {
-			s.every.Steps = *g.EveryNSteps
+		if gs.EveryNSteps != nil {
+			s.every.Steps = *gs.EveryNSteps
 		}
 	}
 	if c.IsSet("sample-prompts") {

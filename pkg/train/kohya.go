@@ -19,6 +19,23 @@ type GUIConfig struct {
 	Paths    map[string]string
 	Explain  []string // one line per field: how it mapped, or why it was ignored
 	Warnings []string
+	// Sample holds the sample-image fields: the prompt box's text (or a
+	// prompt file from additional_parameters' --sample_prompts) and the
+	// schedule.
+	Sample GUISample
+	// Flags are the options of additional_parameters, in order.
+	Flags []SDFlag
+
+	fileHas map[string]bool // the file's own fields
+}
+
+// GUISample are the sample-image settings of a GUI config.
+type GUISample struct {
+	PromptText   string // sample_prompts: the text of the GUI's prompt box
+	PromptFile   string // additional_parameters --sample_prompts FILE (wins over the text)
+	Sampler      string // "" = not set
+	EveryNEpochs *int
+	EveryNSteps  *int
 }
 
 // guiIgnored are accepted silently (listed by --explain).
@@ -59,8 +76,27 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	o := &g.Options
 	var errs []string
 	used := map[string]bool{}
+	// additional_parameters: its options replace the fields of the same
+	// name before anything is read (they win, as in sd-scripts).
+	fileKeys := make([]string, 0, len(m))
+	g.fileHas = map[string]bool{}
+	for k := range m {
+		fileKeys = append(fileKeys, k)
+		g.fileHas[k] = true
+	}
+	var ov *flagOverrides
+	if s, ok := m["additional_parameters"].(string); ok && strings.TrimSpace(s) != "" {
+		var err error
+		if ov, err = applyAdditional(m, s); err != nil {
+			errs = append(errs, "additional_parameters: "+err.Error())
+		}
+		if ov != nil {
+			g.Flags = ov.flags
+		}
+	}
+	fromFlag := func(k string) bool { return ov != nil && ov.src[k] != "" }
 	explain := func(k, f string, a ...any) {
-		g.Explain = append(g.Explain, fmt.Sprintf("%-30s → %s", k, fmt.Sprintf(f, a...)))
+		g.Explain = append(g.Explain, fmt.Sprintf("%-30s → %s%s", k, fmt.Sprintf(f, a...), ov.from(k)))
 	}
 	has := func(k string) bool { _, ok := m[k]; return ok }
 	str := func(k string) string {
@@ -247,7 +283,7 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		o.LRWarmup = v / 100
 		explain("lr_warmup", "--lr-warmup-steps %g (%g%% of the total, as the current GUI passes it)", o.LRWarmup, v)
 	}
-	if v, ok := num("lr_warmup_steps", 0); ok && v > 0 {
+	if v, ok := num("lr_warmup_steps", 0); ok && (v > 0 || fromFlag("lr_warmup_steps")) {
 		o.LRWarmup = v
 		explain("lr_warmup_steps", "--lr-warmup-steps %g (wins over lr_warmup)", v)
 	}
@@ -290,7 +326,10 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		}
 	}
 	if v, ok := num("max_grad_norm", math.NaN()); ok {
-		if v == 0 {
+		if v == 0 && fromFlag("max_grad_norm") {
+			o.MaxGradNorm = 0
+			explain("max_grad_norm", "0: no clipping (the command line passes 0, unlike the GUI field)")
+		} else if v == 0 {
 			o.MaxGradNorm = 1
 			explain("max_grad_norm", "0 is dropped by the GUI: sd-scripts clips at 1.0, and so does loco")
 		} else {
@@ -345,6 +384,28 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		errs = append(errs, fmt.Sprintf("noise_offset_type %q (Original, Multires)", nt))
 	}
 	explain("noise_offset_type", "%s", nt)
+	// Options from additional_parameters reach sd-scripts whatever the
+	// GUI's noise_offset_type; current sd-scripts applies offset and
+	// multires noise together.
+	if nt == "Multires" {
+		if fromFlag("noise_offset") {
+			setFloat("noise_offset", &o.Noise.Offset, "--noise-offset (with the multires noise)")
+		}
+		if fromFlag("adaptive_noise_scale") {
+			setFloat("adaptive_noise_scale", &o.Noise.Adaptive, "--adaptive-noise-scale")
+		}
+		if fromFlag("noise_offset_random_strength") {
+			o.Noise.RandomStrength = boolean("noise_offset_random_strength")
+			explain("noise_offset_random_strength", "--noise-offset-random-strength=%t", o.Noise.RandomStrength)
+		}
+	} else {
+		if fromFlag("multires_noise_iterations") {
+			setInt("multires_noise_iterations", &o.MultiresIterations, "--multires-noise-iterations (with the offset noise)")
+		}
+		if fromFlag("multires_noise_discount") {
+			setFloat("multires_noise_discount", &o.MultiresDiscount, "--multires-noise-discount")
+		}
+	}
 	if v, ok := num("ip_noise_gamma", 0); ok && v != 0 {
 		errs = append(errs, fmt.Sprintf("ip_noise_gamma %g is not supported yet", v))
 	}
@@ -387,7 +448,7 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		o.Captions.EnableWildcard = boolean("enable_wildcard")
 		explain("enable_wildcard", "--enable-wildcard=%t (caption files' lines need loco-scan --enable-wildcard)", o.Captions.EnableWildcard)
 	}
-	if v, ok := num("token_warmup_min", math.NaN()); ok && v == 0 {
+	if v, ok := num("token_warmup_min", math.NaN()); ok && v == 0 && !fromFlag("token_warmup_min") {
 		explain("token_warmup_min", "0 is dropped by the GUI: sd-scripts' default 1")
 	} else if ok {
 		setInt("token_warmup_min", &o.Captions.TokenWarmupMin, "--token-warmup-min")
@@ -451,8 +512,30 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 			explain("metadata_"+k, "modelspec.%s", k)
 		}
 	}
-	if s := strings.TrimSpace(str("additional_parameters")); s != "" {
-		g.Warnings = append(g.Warnings, fmt.Sprintf("additional_parameters %q is not interpreted; pass the equivalent loco-train flags", s))
+	used["additional_parameters"] = true
+	// Sample images (the GUI's prompt box is text; a --sample_prompts of
+	// additional_parameters is a file).
+	if s := str("sample_prompts"); strings.TrimSpace(s) != "" {
+		g.Sample.PromptText = s
+		explain("sample_prompts", "the prompt box's text (%d line(s)), as --sample-prompts", strings.Count(strings.TrimSpace(s), "\n")+1)
+	}
+	if s := str("sample_sampler"); s != "" {
+		g.Sample.Sampler = s
+		explain("sample_sampler", "--sample-sampler %s", s)
+	}
+	for _, f := range []struct {
+		key string
+		dst **int
+	}{{"sample_every_n_epochs", &g.Sample.EveryNEpochs}, {"sample_every_n_steps", &g.Sample.EveryNSteps}} {
+		if v, ok := num(f.key, math.NaN()); ok {
+			if math.IsNaN(v) || v < 0 || v != math.Trunc(v) {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a whole number", f.key, str(f.key)))
+				continue
+			}
+			n := int(v)
+			*f.dst = &n
+			explain(f.key, "--%s %d", strings.ReplaceAll(f.key, "_", "-"), n)
+		}
 	}
 	for _, k := range []string{"pretrained_model_name_or_path", "train_data_dir", "reg_data_dir", "output_dir", "logging_dir", "vae", "network_weights", "lora_network_weights", "sample_prompts"} {
 		if s := str(k); s != "" {
@@ -466,20 +549,59 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		}
 	}
 	if has("dim_from_weights") {
-		if boolean("dim_from_weights") {
-			errs = append(errs, "dim_from_weights is true: not supported; set network_dim and conv_dim to the file's ranks")
+		o.DimFromWeights = boolean("dim_from_weights")
+		if o.DimFromWeights {
+			explain("dim_from_weights", "--dim-from-weights: ranks, alphas and layout from network_weights")
 		} else {
 			explain("dim_from_weights", "false (default)")
+		}
+	}
+	if ov != nil {
+		if ov.netModule != "" {
+			switch ov.netModule {
+			case "lycoris.kohya", "networks.lora":
+				o.NetworkModule = ov.netModule
+				explain("network_module", "--network-module %s [additional_parameters --network_module]", ov.netModule)
+			default:
+				errs = append(errs, fmt.Sprintf("additional_parameters --network_module %s is not supported (lycoris.kohya, networks.lora)", ov.netModule))
+			}
+		}
+		if ov.setNetArgs {
+			// sd-scripts takes the command line's list whole: the GUI's
+			// conv_dim, conv_alpha, algo, preset ... are gone, and the
+			// module's defaults apply (LyCORIS: conv_dim = network_dim,
+			// conv_alpha = network_alpha, algo lora, preset full).
+			o.Algo, o.Preset, o.Tucker, o.ConvDim, o.ConvAlpha, o.RankDropout, o.ModuleDropout = "locon", "full", false, 0, 0, 0, 0
+			if err := o.SetNetworkArgs(ov.networkArg); err != nil {
+				errs = append(errs, "additional_parameters --network_args: "+err.Error())
+			}
+			explain("network_args", "--network-args %s [additional_parameters: replaces the GUI's network_args]", strings.Join(ov.networkArg, " "))
+			if o.ConvDim == 0 {
+				if o.NetworkModule == "networks.lora" {
+					errs = append(errs, "additional_parameters --network_args without conv_dim: networks.lora then wraps no 3×3 convolution, which loco cannot do")
+				}
+				o.ConvDim, o.ConvAlpha = o.NetworkDim, o.NetworkAlpha
+			}
+		}
+		if ov.unetOnly && ov.teOnly {
+			errs = append(errs, "additional_parameters: --network_train_unet_only and --network_train_text_encoder_only contradict each other")
+		} else if ov.unetOnly {
+			o.TextEncoderLR = 0
+			explain("network_train_unet_only", "--network-train-unet-only [additional_parameters]")
+		} else if ov.teOnly {
+			o.UNetLR = 0
+			explain("network_train_text_encoder_only", "--network-train-text-encoder-only [additional_parameters]")
+		}
+		if ov.promptFile != "" {
+			g.Sample.PromptFile = ov.promptFile
+			explain("sample_prompts", "--sample-prompts %s [additional_parameters: a prompt file, instead of the prompt box]", ov.promptFile)
 		}
 	}
 	if o.ConvDim == 0 {
 		o.ConvDim, o.ConvAlpha = 1, 1 // the GUI's defaults
 	}
 	// The rest: ignored (listed) or unknown (warned).
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
+	keys := fileKeys
 	sort.Strings(keys)
 	var ignored, unknown []string
 	for _, k := range keys {
@@ -500,6 +622,9 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	}
 	if len(unknown) > 0 {
 		g.Warnings = append(g.Warnings, "unknown fields (ignored): "+strings.Join(unknown, ", "))
+	}
+	if ov != nil {
+		errs = append(errs, g.explainFlags(ov, used)...)
 	}
 	if err := o.Validate(); err != nil {
 		errs = append(errs, err.Error())
@@ -597,4 +722,51 @@ func (o *Options) SetOptimizerArgs(args []string) error {
 		}
 	}
 	return nil
+}
+
+// explainFlags adds an --explain line per option of additional_parameters
+// (what it set) and a warning for each one loco-train ignores or does not
+// know; a value-taking option given without value is an error.
+func (g *GUIConfig) explainFlags(ov *flagOverrides, used map[string]bool) []string {
+	var errs, ignored, unknown, notSD []string
+	for i, f := range ov.flags {
+		key := ov.keyOf[i]
+		switch {
+		case strings.HasPrefix(f.Name, "-"):
+			unknown = append(unknown, f.String())
+			continue
+		case guiOnlyKeys[f.Name]:
+			notSD = append(notSD, f.String())
+			continue
+		case key == "":
+			continue // handled where it applies, or refused
+		}
+		if guiIgnored[key] {
+			ignored = append(ignored, f.String())
+			continue
+		}
+		if !used[key] {
+			unknown = append(unknown, f.String())
+			continue
+		}
+		if len(f.Values) == 0 && !sdBoolFlags[f.Name] {
+			errs = append(errs, fmt.Sprintf("additional_parameters: --%s needs a value", f.Name))
+			continue
+		}
+		what := "sets " + key
+		if _, inFile := g.fileHas[key]; inFile {
+			what = "overrides the field " + key
+		}
+		g.Explain = append(g.Explain, fmt.Sprintf("%-30s → %s", "additional_parameters", f.String()+": "+what))
+	}
+	if len(ignored) > 0 {
+		g.Warnings = append(g.Warnings, "additional_parameters: ignored by loco-train (no effect here, or handled by loco-scan/bucket/encode): "+strings.Join(ignored, ", "))
+	}
+	if len(notSD) > 0 {
+		g.Warnings = append(g.Warnings, "additional_parameters: not options of sd-scripts' train_network.py (GUI fields the GUI turns into other options), ignored: "+strings.Join(notSD, ", "))
+	}
+	if len(unknown) > 0 {
+		g.Warnings = append(g.Warnings, "additional_parameters: options loco-train does not know, ignored: "+strings.Join(unknown, ", "))
+	}
+	return errs
 }

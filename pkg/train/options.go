@@ -29,6 +29,16 @@ type Options struct {
 	// --network_weights): modules present in both take the file's factors
 	// and alpha, the others keep their initialisation.
 	NetworkWeights string
+	// DimFromWeights (kohya's --dim_from_weights) builds the network as
+	// the NetworkWeights file is: its ranks, alphas, algorithm and Tucker
+	// layout replace the configured ones (DimsFromWeights does it, before
+	// New); the configured values still go into ss_network_dim,
+	// ss_network_alpha and ss_network_args, as sd-scripts records its
+	// arguments.
+	DimFromWeights bool
+	// configured is a copy of the options as configured, kept by
+	// DimsFromWeights for the metadata.
+	configured *Options
 
 	// Caption handling per sample (spec/dataset.md §7).
 	Captions CaptionOptions
@@ -207,6 +217,9 @@ func (o *Options) Validate() error {
 	}
 	if o.SaveLastNEpochs > 0 && o.SaveEveryNEpochs == 0 {
 		bad("save_last_n_epochs %d needs save_every_n_epochs", o.SaveLastNEpochs)
+	}
+	if o.DimFromWeights && o.NetworkWeights == "" {
+		bad("dim_from_weights needs network_weights (the file to take the ranks from)")
 	}
 	if o.OutputName == "" {
 		bad("output_name is empty")

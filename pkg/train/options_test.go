@@ -272,7 +272,7 @@ func TestImportGUIConfigDropoutCaptionsWeights(t *testing.T) {
 		t.Errorf("imported %+v", o)
 	}
 	for _, c := range []struct{ json, want string }{
-		{`{"dim_from_weights": true, "network_weights": "x.safetensors"}`, "dim_from_weights"},
+		{`{"dim_from_weights": true}`, "dim_from_weights needs network_weights"},
 		{`{"rank_dropout": 1.5}`, "rank_dropout 1.5"},
 		{`{"LoRA_type": "LyCORIS/LoHa", "network_dropout": 0.1}`, "loha"},
 		{`{"save_last_n_steps": 3}`, "needs save_every_n_steps"},
