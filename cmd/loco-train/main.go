@@ -86,6 +86,7 @@ func flags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker, dropout, rank_dropout, module_dropout; repeat the flag"},
 		&ucli.Float64Flag{Name: "network-dropout", Usage: "dropout of the LoCon rank features in training (0 = off)"},
 		&ucli.StringFlag{Name: "network-weights", Usage: "start from this network file (modules with the same names and shapes)"},
+		&ucli.BoolFlag{Name: "dim-from-weights", Usage: "build the network as --network-weights is: its ranks, alphas, algo and Tucker layout (the configured ones still go into the metadata)"},
 		&ucli.BoolFlag{Name: "shuffle-caption", Usage: "shuffle the comma-separated tags of each caption (after --keep-tokens)"},
 		&ucli.IntFlag{Name: "keep-tokens", Usage: "leading caption tags kept in place by shuffling and tag dropout"},
 		&ucli.Float64Flag{Name: "caption-dropout-rate", Usage: "train on the empty caption with this probability"},
@@ -243,7 +244,7 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 	}
 	boolFlags := map[string]*bool{"noise-offset-random-strength": &o.Noise.RandomStrength, "flip-aug": &o.FlipAug,
 		"gradient-checkpointing": &o.GradientCheckpointing, "save-state": &o.SaveState, "shuffle-caption": &o.Captions.Shuffle,
-		"enable-wildcard": &o.Captions.EnableWildcard}
+		"enable-wildcard": &o.Captions.EnableWildcard, "dim-from-weights": &o.DimFromWeights}
 	for n, p := range boolFlags {
 		if set(n) {
 			*p = c.Bool(n)
@@ -410,6 +411,13 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	if vaeHash == "" {
 		rep.Warnf("%s has no VAE: cannot check that the cache was encoded with this model's VAE", c.String("model"))
+	}
+	notes, err := train.DimsFromWeights(&o, models)
+	if err != nil {
+		return err
+	}
+	for _, n := range notes {
+		rep.Notef("%s", n)
 	}
 	tr, err := train.New(o, plan, models, cache)
 	if err != nil {

@@ -167,6 +167,13 @@ func noneIfZero(v float64) string {
 // current step (spec/fileformat.md §2, §4).
 func (t *Trainer) Metadata(epoch int) map[string]string {
 	o, p := &t.Opt, t.Plan
+	// The network keys record the arguments as configured, also when
+	// --dim-from-weights built the network from a file's ranks (sd-scripts
+	// writes args.network_dim, args.network_alpha and its network_args).
+	nc := o
+	if o.configured != nil {
+		nc = o.configured
+	}
 	uLR, teLR := o.LRs()
 	now := t.Clock()
 	md := map[string]string{
@@ -188,8 +195,8 @@ func (t *Trainer) Metadata(epoch int) map[string]string {
 		"ss_lr_warmup_steps":                warmupString(o.LRWarmup),
 		"ss_lr_scheduler":                   o.LRScheduler,
 		"ss_network_module":                 o.NetworkModule,
-		"ss_network_dim":                    strconv.Itoa(o.NetworkDim),
-		"ss_network_alpha":                  PyFloat(alphaOr(o.NetworkAlpha, o.NetworkDim)),
+		"ss_network_dim":                    strconv.Itoa(nc.NetworkDim),
+		"ss_network_alpha":                  PyFloat(alphaOr(nc.NetworkAlpha, nc.NetworkDim)),
 		"ss_network_dropout":                "None",
 		"ss_mixed_precision":                o.MixedPrecision,
 		"ss_full_fp16":                      "False",
@@ -262,25 +269,26 @@ func (t *Trainer) Metadata(epoch int) map[string]string {
 	if t.Meta.VAEName != "" {
 		md["ss_vae_name"] = t.Meta.VAEName
 	}
-	k, v := o.networkArgs()
+	k, v := nc.networkArgs()
 	for i := range v {
 		v[i] = pyJSONString(v[i])
 	}
 	// sd-scripts adds --network_dropout (a number, or null) as "dropout"
-	// when the network args do not have it.
-	hasDropout := false
+	// when the network args do not have it (not with --dim_from_weights,
+	// whose branch passes the args as given).
+	hasDropout := o.DimFromWeights
 	for _, key := range k {
 		hasDropout = hasDropout || key == "dropout"
 	}
 	if !hasDropout {
 		k, v = append(k, "dropout"), append(v, "null")
-		if o.NetworkDropout > 0 {
-			v[len(v)-1] = PyFloat(o.NetworkDropout)
+		if nc.NetworkDropout > 0 {
+			v[len(v)-1] = PyFloat(nc.NetworkDropout)
 		}
 	}
 	md["ss_network_args"] = pyDict(k, v)
-	if o.NetworkDropout > 0 {
-		md["ss_network_dropout"] = PyFloat(o.NetworkDropout)
+	if nc.NetworkDropout > 0 {
+		md["ss_network_dropout"] = PyFloat(nc.NetworkDropout)
 	}
 	c := o.Captions
 	md["ss_shuffle_caption"] = pyBool(c.Shuffle)

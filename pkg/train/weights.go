@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"loco/pkg/lycoris"
+	"loco/pkg/nn"
 )
 
 // WeightsReport says what LoadNetworkWeights did.
@@ -14,6 +15,8 @@ type WeightsReport struct {
 	Loaded     int      // modules taken from the file
 	Missing    []string // network modules not in the file (initialised as usual)
 	Unexpected []string // file modules this network does not have (ignored)
+	// Alphas lists the modules whose alpha the file changed ("name: a → b").
+	Alphas []string
 }
 
 func (w *WeightsReport) String() string {
@@ -23,6 +26,9 @@ func (w *WeightsReport) String() string {
 	}
 	if n := len(w.Unexpected); n > 0 {
 		s += fmt.Sprintf(", %d in the file but not in this network (ignored, e.g. %s)", n, w.Unexpected[0])
+	}
+	if n := len(w.Alphas); n > 0 {
+		s += fmt.Sprintf("; %d take the file's alpha instead of the configured one (e.g. %s; sd-scripts would train them at the configured alpha/rank but save the file's alpha)", n, w.Alphas[0])
 	}
 	return s
 }
@@ -88,6 +94,9 @@ func LoadNetworkWeights(net *lycoris.Network, path string) (*WeightsReport, erro
 			}
 		}
 		if fm.HasAlpha && fm.Alpha > 0 {
+			if fm.Alpha != m.Alpha {
+				rep.Alphas = append(rep.Alphas, fmt.Sprintf("%s: %s → %s", m.Name, trimFloat(float64(m.Alpha)), trimFloat(float64(fm.Alpha))))
+			}
 			m.Alpha = fm.Alpha
 		}
 		rep.Loaded++
@@ -110,4 +119,251 @@ func suffixes[T any](xs []T, f func(T) string) string {
 		s = append(s, strings.TrimPrefix(f(x), "."))
 	}
 	return strings.Join(s, ", ")
+}
+
+// DimsFromWeights does kohya's --dim_from_weights for opt (when
+// opt.DimFromWeights is set): like LyCORIS' and networks.lora's
+// create_network_from_weights, the network is built as the NetworkWeights
+// file is — ranks from each module's lora_down (hada_w1_b for LoHa),
+// alphas from its alpha tensor (alpha = rank where a module has none), the
+// algorithm (LoCon or LoHa) and the Tucker layout (lora_mid) from its
+// tensors, and no dropout (those builders pass none). It runs before New,
+// on the models New will wrap, and rewrites opt: NetworkDim, ConvDim
+// (network_dim covers Linear and 1×1 conv modules, conv_dim k×k ones),
+// NetworkAlpha and ConvAlpha (the file's alpha when every module of the
+// kind has the same one, else 0 = rank, the others being set per module by
+// LoadNetworkWeights), Algo, Tucker, the dropouts, and the part learning
+// rates: a part (UNet, text encoder) without modules in the file gets none
+// (its LR set to 0), as those builders create modules only for the file's
+// names. The configured values are kept for the metadata.
+//
+// What loco cannot build is an error naming modules: ranks that differ
+// between modules of one kind (loco's network has one rank per kind), a
+// file covering only part of the selected layers of a trained part (unless
+// it is exactly the other preset's set, which is then selected), and LoCon
+// and LoHa modules mixed. File modules that match no selected layer are
+// ignored (and listed by LoadNetworkWeights). The returned notes say what
+// was taken.
+func DimsFromWeights(opt *Options, m Models) ([]string, error) {
+	if !opt.DimFromWeights {
+		return nil, nil
+	}
+	if opt.NetworkWeights == "" {
+		return nil, fmt.Errorf("dim_from_weights needs network_weights")
+	}
+	path := opt.NetworkWeights
+	f, err := lycoris.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--dim-from-weights: %w", err)
+	}
+	conf := *opt
+	conf.configured = nil
+	var notes []string
+	inFile := map[string]*lycoris.FileModule{}
+	hasTE, hasUNet := false, false
+	for _, fm := range f.Modules {
+		inFile[fm.Name] = fm
+		hasTE = hasTE || strings.HasPrefix(fm.Name, "lora_te_")
+		hasUNet = hasUNet || strings.HasPrefix(fm.Name, "lora_unet_")
+	}
+	uLR, teLR := opt.LRs()
+	if teLR > 0 && !hasTE {
+		opt.TextEncoderLR, teLR = 0, 0
+		notes = append(notes, "the file has no text-encoder modules: the text encoder is not trained (as create_network_from_weights builds none)")
+	}
+	if uLR > 0 && !hasUNet {
+		opt.UNetLR, uLR = 0, 0
+		notes = append(notes, "the file has no UNet modules: the UNet is not trained (as create_network_from_weights builds none)")
+	}
+	if uLR == 0 && teLR == 0 {
+		return nil, fmt.Errorf("%s: --dim-from-weights: the file has no modules for the parts with a learning rate", path)
+	}
+	// The layers New will wrap, by kohya name, with their kernel size.
+	type layer struct {
+		name   string
+		kernel int
+	}
+	named := func(lins []*nn.Linear, convs []*nn.Conv2d) ([]layer, error) {
+		var out []layer
+		for _, l := range lins {
+			n, err := lycoris.KohyaName(l.Key)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, layer{n, 1})
+		}
+		for _, c := range convs {
+			n, err := lycoris.KohyaName(c.Key)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, layer{n, c.Kernel})
+		}
+		return out, nil
+	}
+	missing := func(ls []layer) (miss []string) {
+		for _, l := range ls {
+			if inFile[l.name] == nil {
+				miss = append(miss, l.name)
+			}
+		}
+		return miss
+	}
+	var layers []layer
+	if uLR > 0 {
+		l, c := m.UNet.Layers()
+		var sel []layer
+		var miss []string
+		for i, p := range []string{opt.Preset, otherPreset(opt.Preset)} {
+			sl, sc, err := lycoris.SelectUNet(lycoris.Preset(p), l, c)
+			if err != nil {
+				return nil, err
+			}
+			ls, err := named(sl, sc)
+			if err != nil {
+				return nil, err
+			}
+			mi := missing(ls)
+			if i == 0 {
+				sel, miss = ls, mi
+			}
+			if len(mi) == 0 {
+				sel, miss = ls, nil
+				if p != opt.Preset {
+					notes = append(notes, fmt.Sprintf("the file's UNet modules are preset %s's set: preset %s", p, p))
+					opt.Preset = p
+				}
+				break
+			}
+		}
+		if len(miss) > 0 {
+			return nil, fmt.Errorf("%s: --dim-from-weights: %d of the %d UNet layers of preset %s have no module in the file (e.g. %s); create_network_from_weights would leave them out, loco's network covers a whole preset",
+				path, len(miss), len(sel), opt.Preset, miss[0])
+		}
+		layers = append(layers, sel...)
+	}
+	if teLR > 0 {
+		var lins []*nn.Linear
+		for _, nl := range m.TE.Linears() {
+			lins = append(lins, nl.L)
+		}
+		ls, err := named(lins, nil)
+		if err != nil {
+			return nil, err
+		}
+		if miss := missing(ls); len(miss) > 0 {
+			return nil, fmt.Errorf("%s: --dim-from-weights: %d of the %d text-encoder layers have no module in the file (e.g. %s); create_network_from_weights would leave them out, loco's network covers them all",
+				path, len(miss), len(ls), miss[0])
+		}
+		layers = append(layers, ls...)
+	}
+	// One rank (and, where uniform, one alpha) per kind; algorithm and
+	// Tucker from the tensors.
+	type kind struct {
+		first          string
+		r              int
+		alpha          float32
+		alphaSet, same bool
+		n              int
+	}
+	var lin, conv kind
+	loha, locon, tucker, plain := "", "", "", ""
+	for _, l := range layers {
+		fm := inFile[l.name]
+		k := &lin
+		if l.kernel > 1 {
+			k = &conv
+		}
+		r := fm.Rank()
+		if k.n == 0 {
+			k.r, k.first, k.same = r, l.name, true
+			k.alpha, k.alphaSet = fm.Alpha, fm.HasAlpha && fm.Alpha != 0
+		} else {
+			if r != k.r {
+				what := "network_dim (Linear and 1×1 conv modules)"
+				if l.kernel > 1 {
+					what = "conv_dim (k×k conv modules)"
+				}
+				return nil, fmt.Errorf("%s: --dim-from-weights: %s has rank %d, %s rank %d: loco's network has one %s",
+					path, k.first, k.r, l.name, r, what)
+			}
+			if !(fm.HasAlpha && fm.Alpha != 0) || !k.alphaSet || fm.Alpha != k.alpha {
+				k.same = false
+			}
+		}
+		k.n++
+		if fm.IsLoHa() {
+			loha = l.name
+		} else {
+			locon = l.name
+			if l.kernel > 1 {
+				if fm.Mid != nil {
+					tucker = l.name
+				} else {
+					plain = l.name
+				}
+			}
+		}
+	}
+	if loha != "" && locon != "" {
+		return nil, fmt.Errorf("%s: --dim-from-weights: LoHa (%s) and LoCon (%s) modules mixed: loco's network has one algorithm", path, loha, locon)
+	}
+	if tucker != "" && plain != "" {
+		return nil, fmt.Errorf("%s: --dim-from-weights: %s has lora_mid (Tucker), %s has not: loco's network is Tucker or not", path, tucker, plain)
+	}
+	alphaOf := func(k kind) float64 {
+		if k.same && k.alphaSet {
+			return float64(k.alpha)
+		}
+		return 0
+	}
+	if lin.n > 0 {
+		opt.NetworkDim, opt.NetworkAlpha = lin.r, alphaOf(lin)
+	}
+	if conv.n > 0 {
+		opt.ConvDim, opt.ConvAlpha = conv.r, alphaOf(conv)
+	}
+	if lin.n == 0 {
+		// No Linear or 1×1 module selected (cannot happen with SD 1.x
+		// presets); keep network_dim for New's check.
+		opt.NetworkAlpha = 0
+	}
+	opt.Algo = "locon"
+	if loha != "" {
+		opt.Algo = "loha"
+	}
+	opt.Tucker = tucker != ""
+	if opt.NetworkDropout > 0 || opt.RankDropout > 0 || opt.ModuleDropout > 0 {
+		notes = append(notes, "network_dropout, rank_dropout and module_dropout are off: create_network_from_weights builds modules without dropout")
+		opt.NetworkDropout, opt.RankDropout, opt.ModuleDropout = 0, 0, 0
+	}
+	desc := func(k kind) string {
+		if k.same && k.alphaSet {
+			return fmt.Sprintf("rank %d, alpha %s", k.r, trimFloat(float64(k.alpha)))
+		}
+		return fmt.Sprintf("rank %d, alphas per module", k.r)
+	}
+	s := fmt.Sprintf("--dim-from-weights %s: %s", path, opt.Algo)
+	if opt.Tucker {
+		s += " (Tucker)"
+	}
+	if lin.n > 0 {
+		s += fmt.Sprintf(", %d Linear/1×1 modules %s", lin.n, desc(lin))
+	}
+	if conv.n > 0 {
+		s += fmt.Sprintf(", %d k×k conv modules %s", conv.n, desc(conv))
+	}
+	notes = append([]string{s}, notes...)
+	opt.configured = &conf
+	if err := opt.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: --dim-from-weights: %w", path, err)
+	}
+	return notes, nil
+}
+
+func otherPreset(p string) string {
+	if p == string(lycoris.Preset2023) {
+		return string(lycoris.PresetFull)
+	}
+	return string(lycoris.Preset2023)
 }
