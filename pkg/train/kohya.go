@@ -60,6 +60,9 @@ var guiIgnored = map[string]bool{
 	"huber_c": true, "huber_schedule": true, "huber_scale": true,
 	"save_last_n_steps_state": true, "save_last_n_epochs_state": true, "save_state_on_train_end": true,
 	"save_every_n_steps": false, "metadata_title": false,
+	// sd-scripts options with no effect on an SD 1.x LoCon run in loco
+	// (met in additional_parameters).
+	"no_half_vae": true, "sdpa": true, "lowram": true, "skip_cache_check": true,
 }
 
 // ImportGUIConfig reads a kohya_ss GUI LoRA-tab JSON config into Options

@@ -91,10 +91,22 @@ func (f SDFlag) String() string {
 	if len(f.Values) == 0 {
 		return "--" + f.Name
 	}
-	if f.Eq {
-		return "--" + f.Name + "=" + f.Values[0]
+	vs := make([]string, len(f.Values))
+	for i, v := range f.Values {
+		vs[i] = shellQuote(v)
 	}
-	return "--" + f.Name + " " + strings.Join(f.Values, " ")
+	if f.Eq {
+		return "--" + f.Name + "=" + vs[0]
+	}
+	return "--" + f.Name + " " + strings.Join(vs, " ")
+}
+
+// shellQuote writes v so that SplitArgs reads it back as one word.
+func shellQuote(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r'\"\\$`") {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
 }
 
 // ParseSDFlags groups words into options as argparse reads them: a word
