@@ -95,6 +95,9 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		}
 		if ov != nil {
 			g.Flags = ov.flags
+			if len(ov.spaced) > 0 {
+				g.Warnings = append(g.Warnings, fmt.Sprintf("additional_parameters: %q read as one word each, as a shell does; the current GUI (2024 on) deletes double quotes and splits on blanks, so sd-scripts would get the words separately", ov.spaced))
+			}
 		}
 	}
 	fromFlag := func(k string) bool { return ov != nil && ov.src[k] != "" }

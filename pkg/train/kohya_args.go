@@ -192,6 +192,7 @@ type flagOverrides struct {
 	teOnly     bool     // --network_train_text_encoder_only
 	promptFile string   // --sample_prompts (a file)
 	setNetArgs bool
+	spaced     []string // values with blanks (quoted)
 }
 
 // from says where GUI key k's value came from, for --explain.
@@ -217,6 +218,11 @@ func applyAdditional(m map[string]any, text string) (*flagOverrides, error) {
 		return nil, err
 	}
 	ov := &flagOverrides{src: map[string]string{}, flags: fs}
+	for _, w := range words {
+		if strings.ContainsAny(w, " \t\n") {
+			ov.spaced = append(ov.spaced, w)
+		}
+	}
 	var errs []string
 	for _, f := range fs {
 		key := f.Name

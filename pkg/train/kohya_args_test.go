@@ -86,7 +86,8 @@ func TestImportGUIConfigAdditionalParameters(t *testing.T) {
 		}
 	}
 	warn := strings.Join(g.Warnings, "\n")
-	for _, want := range []string{"--no_half_vae", "--frobnicate 3", "not options of sd-scripts' train_network.py (GUI fields the GUI turns into other options), ignored: --lr_warmup 5"} {
+	for _, want := range []string{"--no_half_vae", "--frobnicate 3", "not options of sd-scripts' train_network.py (GUI fields the GUI turns into other options), ignored: --lr_warmup 5",
+		`["photo of"] read as one word each`} {
 		if !strings.Contains(warn, want) {
 			t.Errorf("warnings lack %q:\n%s", want, warn)
 		}
