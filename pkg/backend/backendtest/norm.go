@@ -23,6 +23,13 @@ func normCases() []testCase {
 		{gn(3, 8, 7, 1, 1e-6, true), true},      // one group
 		{gn(1, 7, 3, 7, 1e-5, false), true},     // one channel per group (instance norm)
 		{gn(1, 320, 256, 32, 1e-5, true), true}, // medium, SD-like (16×16, fused SiLU)
+		// Groups of 8k+ elements: the CUDA backend's split kernels (several
+		// blocks per group), with chunks that end inside channels.
+		{gn(2, 4, 4500, 2, 1e-5, false), true},
+		{gn(2, 4, 4500, 2, 1e-5, true), true},
+		{gn(1, 6, 4133, 3, 1e-6, true), false},  // N 1, no affine, fused SiLU
+		{gn(1, 2, 8200, 1, 1e-5, false), false}, // one group, no affine
+		{gn(2, 16384, 1, 2, 1e-5, true), true},  // HW 1: a channel per element
 	}
 	var cs []testCase
 	for _, g := range groups {

@@ -132,3 +132,62 @@ func BenchmarkConformance(b *testing.B) {
 		b.Run(dt.String(), func(b *testing.B) { backendtest.Benchmark(b, be, backendtest.Options{DType: dt}) })
 	}
 }
+
+// BenchmarkGroupNorm times GroupNorm(32) + SiLU with affine parameters,
+// forward and backward (dx, dgamma, dbeta), at the SD 1.5 shapes of batch
+// 3, on the one-block-per-group kernels ("simple") and on the default
+// choice ("auto": the split kernels where a group has two or more chunks),
+// reporting the minimum traffic (forward: read x, write y; backward: read
+// x, dy, dx, write dx) as GB/s.
+func BenchmarkGroupNorm(b *testing.B) {
+	be := device(b)
+	shapes := []struct{ c, hw int }{{320, 64 * 64}, {640, 64 * 64}, {1280, 16 * 16}, {2560, 8 * 8}}
+	for _, dt := range []tensor.DType{tensor.F16, tensor.F32} {
+		for _, s := range shapes {
+			p := tensor.NormParams{N: 3, C: s.c, HW: s.hw, Groups: 32, Eps: 1e-5, SiLU: true}
+			n, ng := p.N*p.C*p.HW, p.N*p.Groups
+			x, dy, dx := filled(be, dt, n, 1), filled(be, dt, n, 2), filled(be, dt, n, 3)
+			y := be.Alloc(dt, n)
+			gamma, beta, dg, db := filled(be, dt, p.C, 4), filled(be, dt, p.C, 5), filled(be, dt, p.C, 6), filled(be, dt, p.C, 7)
+			mean, rstd := be.Alloc(tensor.F32, ng), be.Alloc(tensor.F32, ng)
+			be.GroupNorm(y, mean, rstd, x, gamma, beta, p) // saved statistics for the backward alone
+			for _, path := range []string{"simple", "auto"} {
+				prev, err := cuda.SetGroupNormPath(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				name := fmt.Sprintf("%v/C%d_%dx%d/%s", dt, p.C, isqrt(p.HW), isqrt(p.HW), path)
+				bytes := float64(n * dt.Size())
+				b.Run(name+"/fwd", func(b *testing.B) {
+					timeBytes(b, be, 2*bytes, func() { be.GroupNorm(y, mean, rstd, x, gamma, beta, p) })
+				})
+				b.Run(name+"/bwd", func(b *testing.B) {
+					timeBytes(b, be, 4*bytes, func() { be.GroupNormBackward(dx, dg, db, dy, x, mean, rstd, gamma, beta, p) })
+				})
+				cuda.SetGroupNormPath(prev)
+			}
+			for _, s := range []tensor.Storage{x, dy, dx, y, gamma, beta, dg, db, mean, rstd} {
+				be.Free(s)
+			}
+		}
+	}
+}
+
+// timeBytes is timeOp for memory-bound ops: GB/s for bytes moved per call.
+func timeBytes(b *testing.B, be *cuda.Backend, bytes float64, f func()) {
+	f()
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		f()
+		if err := be.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(bytes/sec/1e9, "GB/s")
+	b.ReportMetric(sec*1e3, "ms/op")
+}
+
+func isqrt(v int) int { return int(math.Round(math.Sqrt(float64(v)))) }

@@ -55,7 +55,8 @@ var expectedKernels = map[string][]string{
 	"misc": {"upsample2x_%s", "upsample2x_bwd_%s", "resize_bilinear_%s", "embedding_%s", "embedding_bwd_%s",
 		"mse_%s", "mse_bwd_%s", "sumsq_%s", "adamw_f32"},
 	"norm": {"groupnorm_%s", "groupnorm_bwd_dx_%s", "groupnorm_bwd_param_%s", "layernorm_%s",
-		"layernorm_bwd_dx_%s", "layernorm_bwd_param_%s", "softmax_%s", "softmax_bwd_%s"},
+		"layernorm_bwd_dx_%s", "layernorm_bwd_param_%s", "softmax_%s", "softmax_bwd_%s",
+		"groupnorm_split_stats_%s", "groupnorm_split_apply_%s", "groupnorm_split_bwd_part_%s", "groupnorm_split_bwd_%s"},
 	"conv":      {"im2col_%s", "col2im_%s"},
 	"attention": {"attn_fwd_%s", "attn_delta_%s", "attn_bwd_dq_%s", "attn_bwd_dkdv_%s", "attn_row_lse_f32"},
 }
