@@ -42,7 +42,7 @@ echo "tests: exit $trc in $(( $(date +%s) - start )) s"
 
 echo "== benchmarks (full log: $OUT/bench.log)"
 start=$(date +%s)
-timeout 30 "$BIN" -test.run '^$' -test.bench 'Gemm|Conv|Attention' -test.benchtime 5x -test.timeout 27s >"$OUT/bench.log" 2>&1
+timeout 45 "$BIN" -test.run '^$' -test.bench 'Gemm|Conv|Attention|GroupNorm' -test.benchtime 5x -test.timeout 42s >"$OUT/bench.log" 2>&1
 brc=$?
 echo "benchmarks: exit $brc in $(( $(date +%s) - start )) s"
 

@@ -40,6 +40,13 @@
 // convolution as im2col + GEMM (backward data as GEMM + col2im, backward
 // filter as im2col + GEMM); attention as fused online-softmax kernels
 // (forward, and a backward in two race-free passes: dq per query row,
-// dk/dv per key row), never storing a score matrix. Backward halves add
-// into their gradient outputs without atomics.
+// dk/dv per key row), never storing a score matrix; tensor-core flash
+// kernels for F16/BF16 head dims up to 160. Backward halves add into their
+// gradient outputs without atomics, or write them (ConvParams.Overwrite,
+// AttnParams.Overwrite). GroupNorm splits large groups over several blocks
+// (LOCO_CUDA_GROUPNORM=simple forces one block per group, as before).
+//
+// CUDA graphs: BeginCapture/EndCapture record the stream's work into a
+// Graph that Launch replays (graph.go says which calls a capture refuses
+// and which memory survives a replay).
 package cuda
