@@ -46,16 +46,16 @@ grep -E '^(panic|FAIL|--- FAIL|--- SKIP)|no CUDA device|capturing the step faile
 W=/tmp/loco-e2e
 rm -rf $W && mkdir -p $W && cd $W || exit 1
 t0=$(date +%s)
-timeout 30 "$X/mkcheckpoint" -size sd15 -dtype fp16 -o sd15.safetensors >mk.log 2>&1 || { echo "mkcheckpoint failed"; tail -5 mk.log; exit 1; }
+timeout 30 "$X/mkcheckpoint" -size sd15 -dtype fp16 -o sd15.safetensors >mk.log 2>&1 || { echo "mkcheckpoint failed"; tail -n 5 mk.log; exit 1; }
 echo "== random SD 1.5 checkpoint: $(( $(date +%s) - t0 )) s"
 "$X/demodata" demo >/dev/null 2>&1 || { echo "demodata failed"; exit 1; }
 t0=$(date +%s)
 "$X/loco-scan" demo/img --reg demo/reg 2>scan.log | "$X/loco-bucket" -r 512 2>bucket.log |
 	timeout 45 "$X/loco-encode" --device cuda --vae sd15.safetensors -o cache --progress never >train.jsonl 2>encode.log ||
-	{ echo "encode failed"; tail -5 scan.log bucket.log encode.log; exit 1; }
+	{ echo "encode failed"; tail -n 5 scan.log bucket.log encode.log; exit 1; }
 echo "== scan | bucket | encode (GPU): $(( $(date +%s) - t0 )) s, $(wc -l <train.jsonl) records"
-tail -2 encode.log
-timeout 15 "$X/loco-encode" -o cache --verify >verify.log 2>&1 && echo "cache verify: ok" || { echo "cache verify FAILED"; tail -3 verify.log; }
+tail -n 2 encode.log
+timeout 15 "$X/loco-encode" -o cache --verify >verify.log 2>&1 && echo "cache verify: ok" || { echo "cache verify FAILED"; tail -n 3 verify.log; }
 t0=$(date +%s)
 timeout 45 "$X/loco-train" --device cuda --data train.jsonl --cache cache --model sd15.safetensors --vocab "$G/bpe_simple_vocab_16e6.txt.gz" \
 	-o out --output-name pralyco --network-dim 8 --network-alpha 4 --network-args conv_dim=4 --network-args conv_alpha=4 \
@@ -64,7 +64,7 @@ timeout 45 "$X/loco-train" --device cuda --data train.jsonl --cache cache --mode
 	--mixed-precision fp16 --save-precision fp16 --training-comment 'trigger: pralyco' --seed 42 --max-train-steps 2 \
 	--progress never >train.log 2>&1
 echo "== loco-train (GPU) exit $? after $(( $(date +%s) - t0 )) s"
-tail -4 train.log
-tail -2 out/pralyco-metrics.jsonl 2>/dev/null
+tail -n 4 train.log
+tail -n 2 out/pralyco-metrics.jsonl 2>/dev/null
 cp train.log encode.log "$OUT/" 2>/dev/null
 ls -la out 2>/dev/null

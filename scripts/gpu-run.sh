@@ -80,6 +80,6 @@ grep -o 'locon-golden: .*' "$L" | sed 's/^locon-golden: //; s/checkpoint=/ck=/' 
 grep -E -- '--- (FAIL|SKIP): [^ ]*/[^ ]*/' "$L" | sed 's/^ *//' | head -12
 grep -E '^\s+golden_cuda_test\.go:[0-9]+: .*(error|expected zero|panic|LOCO_REQUIRE|value [0-9]+ of|have a relative)' "$L" | sed 's/^ *//' | cut -c1-300 | head -20
 grep -E '^(panic|fatal error)' -A 12 "$L" | head -30
-grep -q -- '--- PASS: TestGoldenLoConUNetDevice' "$L" || grep -q -- '--- FAIL' "$L" || tail -5 "$L"
+grep -q -- '--- PASS: TestGoldenLoConUNetDevice' "$L" || grep -q -- '--- FAIL' "$L" || tail -n 5 "$L"
 echo "tests exit $trc, benchmarks exit $brc, LoCon golden exit $lrc"
 [ "$trc" -eq 0 ] && [ "$brc" -eq 0 ] && [ "$lrc" -eq 0 ]
