@@ -8,7 +8,7 @@
 # GPU with the user's recipe for 2 updates (72 images). Logs go to $OUT
 # (default .gpu/out: trainstep.log, encode.log, train.log). About 2.5
 # minutes on an H200 (the model build of ~1 minute dominates); the timeouts
-# (20, 170, 30, 45, 15, 45 s) bound it to 5.5.
+# (20, 170, 60, 30, 45, 15, 45 s) bound it to 6.5.
 set -u
 G=$(pwd)/.gpu
 OUT=${OUT:-$G/out}
@@ -42,6 +42,14 @@ LOCO_BENCH_BATCH=3,1 LOCO_BACKEND=cuda timeout 170 "$X/lycoris.test" -test.v -te
 grep -E '^BenchmarkTrainStepSD15.*s/step' "$L" | awk '{ ms=""; ips=""; gib=""; eg=""; sp=""; for (i=1;i<=NF;i++) { if ($i=="s/step") ms=$(i-1)*1000; if ($i=="images/s") ips=$(i-1); if ($i=="peak-GiB") gib=$(i-1); if ($i=="eager-s/step") eg=sprintf(" (eager %.1f ms", $(i-1)*1000); if ($i=="speedup") sp=sprintf(", x%s)", $(i-1)) } sub(/^BenchmarkTrainStepSD15/, "", $1); printf "  %-34s %8.1f ms/step %7s images/s %6s GiB peak%s%s\n", $1, ms, ips, gib, eg, sp }'
 grep -E 'built UNet|captured the step|graph check' "$L" | sed 's/^ *bench_test\.go:[0-9]*: /  /' | cut -c1-200
 grep -E '^(panic|FAIL|--- FAIL|--- SKIP)|no CUDA device|capturing the step failed|BeginCapture' "$L" | sed 's/^ *//' | cut -c1-240 | head -8
+
+# The per-op device-time profile of the plain batch-3 step (each op
+# synchronised, so its time is its own): where the next speed-up is.
+echo "== per-op profile, batch 3, no checkpointing (top 15 of the table in $L)"
+echo "-- LOCO_PROFILE=1" >>"$L"
+LOCO_PROFILE=1 LOCO_BENCH_BATCH=3 LOCO_BACKEND=cuda timeout 60 "$X/lycoris.test" -test.run '^$' -test.bench 'TrainStepSD15$' \
+	-test.benchtime 2x -test.timeout 55s >>"$L" 2>&1 || echo "profile: exit $? (see $L)"
+sed -n '/^per-op device time/,/^all ops/p' "$L" | head -17
 
 W=/tmp/loco-e2e
 rm -rf $W && mkdir -p $W && cd $W || exit 1
