@@ -2,6 +2,7 @@ package lycoris
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"loco/pkg/backend/cpu"
@@ -102,4 +103,41 @@ func randVals(r *rand.Rand, n int) []float32 {
 		v[i] = float32(r.NormFloat64() * 0.5)
 	}
 	return v
+}
+
+// TestConfigModules builds a network for some of the layers only, with
+// ranks per module (a file read with dim_from_weights); a name no layer
+// has is an error.
+func TestConfigModules(t *testing.T) {
+	e := tensor.NewEngine(cpu.New())
+	r := rand.New(rand.NewPCG(6, 6))
+	l, c := smallLayers(e, r)
+	ln, _ := KohyaName(l.Key)
+	cn, _ := KohyaName(c.Key)
+	n, err := New(e, Config{Dim: 4, Alpha: 2, ConvDim: 2, Modules: map[string]int{cn: 3}}, []*nn.Linear{l}, []*nn.Conv2d{c}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Modules) != 1 || n.Modules[0].Name != cn || n.Modules[0].Rank != 3 || n.Modules[0].Alpha != 3 {
+		t.Fatalf("modules %+v, want only %s at rank 3 (alpha = rank: conv_alpha unset)", n.Modules, cn)
+	}
+	if len(l.Adapters) != 0 || len(c.Adapters) != 1 {
+		t.Fatalf("adapters: linear %d, conv %d; want 0 and 1", len(l.Adapters), len(c.Adapters))
+	}
+	n.Detach()
+	n, err = New(e, Config{Dim: 4, Alpha: 2, ConvDim: 2, Modules: map[string]int{ln: 5, cn: 0}}, []*nn.Linear{l}, []*nn.Conv2d{c}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Modules[0].Rank != 5 || n.Modules[0].Alpha != 2 || n.Modules[1].Rank != 2 {
+		t.Fatalf("ranks %d (alpha %g), %d; want 5 (alpha 2), 2", n.Modules[0].Rank, n.Modules[0].Alpha, n.Modules[1].Rank)
+	}
+	if en, ok := n.Entry(ln + ".lora_down.weight"); !ok || en.Shape[0] != 5 {
+		t.Fatalf("%s.lora_down.weight: %v", ln, en.Shape)
+	}
+	n.Detach()
+	if _, err := New(e, Config{Dim: 4, Modules: map[string]int{"lora_unet_nowhere": 2}}, []*nn.Linear{l}, []*nn.Conv2d{c}, r); err == nil ||
+		!strings.Contains(err.Error(), "lora_unet_nowhere") {
+		t.Fatalf("a module no layer has: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package lycoris
 import (
 	"fmt"
 	"math/rand/v2"
+	"sort"
 
 	"loco/pkg/nn"
 	"loco/pkg/tensor"
@@ -15,6 +16,13 @@ type Config struct {
 	Alpha, ConvAlpha float32 // network_alpha, conv_alpha; 0 means alpha = rank
 	Tucker           bool    // use_tucker: k×k convs as down 1×1, mid k×k, up 1×1
 	Multiplier       float32 // 1 in training
+
+	// Modules, when not nil, limits the network to the layers named here
+	// (kohya names), each with its own rank (0: Dim or ConvDim by kind): a
+	// network built as a file is (dim_from_weights), whose modules may
+	// cover part of a preset and differ in rank. A module's alpha is then
+	// Alpha or ConvAlpha, or its rank when those are 0.
+	Modules map[string]int
 }
 
 // Module is one wrapped layer: ΔW = scale · up·(mid)·down (LoCon) or
@@ -95,6 +103,12 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 	default:
 		return nil, fmt.Errorf("lycoris: unknown algo %q (locon, lora, loha)", cfg.Algo)
 	}
+	if cfg.Modules != nil {
+		var err error
+		if linears, convs, err = onlyNamed(cfg.Modules, linears, convs); err != nil {
+			return nil, err
+		}
+	}
 	n := &Network{Multiplier: cfg.Multiplier, e: e}
 	alphaOr := func(a float32, r int) float32 {
 		if a == 0 {
@@ -123,6 +137,13 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 			return nil, err
 		}
 		m.Name, m.net, m.algo, m.idx = name, n, cfg.Algo, i
+		if r := cfg.Modules[name]; r > 0 {
+			a := cfg.Alpha
+			if m.Conv && m.Kernel > 1 {
+				a = cfg.ConvAlpha
+			}
+			m.Rank, m.Alpha = r, alphaOr(a, r)
+		}
 		in, out, k := 0, 0, m.Kernel
 		if m.Conv {
 			in, out = convs[ci].In, convs[ci].Out
@@ -183,6 +204,39 @@ func New(e *tensor.Engine, cfg Config, linears []*nn.Linear, convs []*nn.Conv2d,
 		n.hooked = append(n.hooked, hooked{list, a})
 	}
 	return n, nil
+}
+
+// onlyNamed keeps the layers whose kohya names are in names, and fails
+// naming the first name no layer has.
+func onlyNamed(names map[string]int, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linear, []*nn.Conv2d, error) {
+	found := map[string]bool{}
+	var ls []*nn.Linear
+	for _, l := range linears {
+		if n, err := KohyaName(l.Key); err == nil {
+			if _, ok := names[n]; ok {
+				ls, found[n] = append(ls, l), true
+			}
+		}
+	}
+	var cs []*nn.Conv2d
+	for _, c := range convs {
+		if n, err := KohyaName(c.Key); err == nil {
+			if _, ok := names[n]; ok {
+				cs, found[n] = append(cs, c), true
+			}
+		}
+	}
+	var missing []string
+	for n := range names {
+		if !found[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, nil, fmt.Errorf("lycoris: %d modules name no layer given to the network (e.g. %s)", len(missing), missing[0])
+	}
+	return ls, cs, nil
 }
 
 // weight returns a factor in the activation dtype: its view in the

@@ -36,6 +36,11 @@ type Options struct {
 	// ss_network_alpha and ss_network_args, as sd-scripts records its
 	// arguments.
 	DimFromWeights bool
+	// ModuleRanks, when not nil, limits the network to the modules named
+	// here, each with its rank (lycoris.Config.Modules): DimsFromWeights
+	// sets it for a file whose ranks differ between modules of one kind or
+	// that covers only part of the preset's layers.
+	ModuleRanks map[string]int
 	// configured is a copy of the options as configured, kept by
 	// DimsFromWeights for the metadata.
 	configured *Options

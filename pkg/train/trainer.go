@@ -129,7 +129,7 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 		}
 	}
 	cfg := lycoris.Config{Algo: lycoris.Algo(opt.Algo), Dim: opt.NetworkDim, Alpha: float32(opt.NetworkAlpha), ConvDim: opt.ConvDim,
-		ConvAlpha: float32(opt.ConvAlpha), Tucker: opt.Tucker, Multiplier: 1}
+		ConvAlpha: float32(opt.ConvAlpha), Tucker: opt.Tucker, Multiplier: 1, Modules: opt.ModuleRanks}
 	net, err := lycoris.New(e, cfg, lins, convs, Stream(opt.Seed, "init", 0, 0))
 	if err != nil {
 		return nil, err

@@ -137,13 +137,13 @@ func suffixes[T any](xs []T, f func(T) string) string {
 // (its LR set to 0), as those builders create modules only for the file's
 // names. The configured values are kept for the metadata.
 //
-// What loco cannot build is an error naming modules: ranks that differ
-// between modules of one kind (loco's network has one rank per kind), a
-// file covering only part of the selected layers of a trained part (unless
-// it is exactly the other preset's set, which is then selected), and LoCon
-// and LoHa modules mixed. File modules that match no selected layer are
-// ignored (and listed by LoadNetworkWeights). The returned notes say what
-// was taken.
+// When ranks differ between modules of one kind (a dynamically resized
+// network), or the file covers only part of the selected layers of a
+// trained part (and is not exactly the other preset's set, which is then
+// selected), opt.ModuleRanks limits the network to the file's modules at
+// their ranks. Errors name modules: LoCon and LoHa modules mixed, Tucker
+// and plain k×k modules mixed, and file modules of a trained part that
+// match no layer of the preset. The returned notes say what was taken.
 func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 	if !opt.DimFromWeights {
 		return nil, nil
@@ -210,6 +210,7 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 		return miss
 	}
 	var layers []layer
+	partial := false // some selected layers have no module in the file
 	if uLR > 0 {
 		l, c := m.UNet.Layers()
 		var sel []layer
@@ -237,8 +238,9 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 			}
 		}
 		if len(miss) > 0 {
-			return nil, fmt.Errorf("%s: --dim-from-weights: %d of the %d UNet layers of preset %s have no module in the file (e.g. %s); create_network_from_weights would leave them out, loco's network covers a whole preset",
-				path, len(miss), len(sel), opt.Preset, miss[0])
+			partial = true
+			notes = append(notes, fmt.Sprintf("%d of the %d UNet layers of preset %s have no module in the file (e.g. %s): they get none, as create_network_from_weights builds only the file's modules",
+				len(miss), len(sel), opt.Preset, miss[0]))
 		}
 		layers = append(layers, sel...)
 	}
@@ -252,8 +254,9 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 			return nil, err
 		}
 		if miss := missing(ls); len(miss) > 0 {
-			return nil, fmt.Errorf("%s: --dim-from-weights: %d of the %d text-encoder layers have no module in the file (e.g. %s); create_network_from_weights would leave them out, loco's network covers them all",
-				path, len(miss), len(ls), miss[0])
+			partial = true
+			notes = append(notes, fmt.Sprintf("%d of the %d text-encoder layers have no module in the file (e.g. %s): they get none, as create_network_from_weights builds only the file's modules",
+				len(miss), len(ls), miss[0]))
 		}
 		layers = append(layers, ls...)
 	}
@@ -268,8 +271,14 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 	}
 	var lin, conv kind
 	loha, locon, tucker, plain := "", "", "", ""
+	ranks := map[string]int{} // the file's modules on the selected layers
+	varied := ""              // a note when ranks differ within a kind
 	for _, l := range layers {
 		fm := inFile[l.name]
+		if fm == nil {
+			continue
+		}
+		ranks[l.name] = fm.Rank()
 		k := &lin
 		if l.kernel > 1 {
 			k = &conv
@@ -279,13 +288,8 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 			k.r, k.first, k.same = r, l.name, true
 			k.alpha, k.alphaSet = fm.Alpha, fm.HasAlpha && fm.Alpha != 0
 		} else {
-			if r != k.r {
-				what := "network_dim (Linear and 1×1 conv modules)"
-				if l.kernel > 1 {
-					what = "conv_dim (k×k conv modules)"
-				}
-				return nil, fmt.Errorf("%s: --dim-from-weights: %s has rank %d, %s rank %d: loco's network has one %s",
-					path, k.first, k.r, l.name, r, what)
+			if r != k.r && varied == "" {
+				varied = fmt.Sprintf("ranks differ between modules (%s %d, %s %d): each module takes its own", k.first, k.r, l.name, r)
 			}
 			if !(fm.HasAlpha && fm.Alpha != 0) || !k.alphaSet || fm.Alpha != k.alpha {
 				k.same = false
@@ -333,6 +337,25 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 		opt.Algo = "loha"
 	}
 	opt.Tucker = tucker != ""
+	if partial || varied != "" {
+		// Only the file's modules, each at its rank (lycoris.Config.Modules).
+		opt.ModuleRanks = ranks
+		if varied != "" {
+			notes = append(notes, varied)
+		}
+	}
+	// Modules of a trained part that match none of its layers (another
+	// preset's, or not an SD 1.x layer) would be silently dropped.
+	var extra []string
+	for _, fm := range f.Modules {
+		te := strings.HasPrefix(fm.Name, "lora_te_")
+		if _, ok := ranks[fm.Name]; !ok && (te && teLR > 0 || !te && uLR > 0) {
+			extra = append(extra, fm.Name)
+		}
+	}
+	if len(extra) > 0 {
+		return nil, fmt.Errorf("%s: --dim-from-weights: %d of the file's modules match no layer of preset %s (e.g. %s)", path, len(extra), opt.Preset, extra[0])
+	}
 	if opt.NetworkDropout > 0 || opt.RankDropout > 0 || opt.ModuleDropout > 0 {
 		notes = append(notes, "network_dropout, rank_dropout and module_dropout are off: create_network_from_weights builds modules without dropout")
 		opt.NetworkDropout, opt.RankDropout, opt.ModuleDropout = 0, 0, 0

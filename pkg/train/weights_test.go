@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"loco/pkg/lycoris"
+	"loco/pkg/safetensors"
 )
 
 // TestDimsFromWeights: a network saved with other ranks and alphas than
@@ -116,5 +117,87 @@ func TestDimsFromWeights(t *testing.T) {
 	opt3.NetworkWeights, opt3.DimFromWeights, opt3.UNetLR = opt2.NetworkWeights, true, 0
 	if _, err := DimsFromWeights(&opt3, tinyModels(t)); err == nil || !strings.Contains(err.Error(), "no modules for the parts") {
 		t.Errorf("TE-only run from a UNet-only file: %v", err)
+	}
+
+	// A file with ranks that differ between modules of one kind (a rank-3
+	// cut of one Linear module, as a dynamic resize makes) and without its
+	// last three UNet modules: the network takes exactly the file's modules
+	// at their ranks, trains, and saves them so.
+	var ts []safetensors.Tensor
+	kept := map[string]int{}
+	cut := ""
+	var unet []string
+	for _, fm := range src.Modules {
+		if strings.HasPrefix(fm.Name, "lora_unet_") {
+			unet = append(unet, fm.Name)
+		}
+	}
+	drop := map[string]bool{}
+	for _, n := range unet[len(unet)-3:] {
+		drop[n] = true
+	}
+	for _, fm := range src.Modules {
+		if drop[fm.Name] {
+			continue
+		}
+		down, up, ds, us := fm.Down, fm.Up, fm.DownShape, fm.UpShape
+		if cut == "" && len(ds) == 2 {
+			cut = fm.Name
+			r, in, out := ds[0], ds[1], us[0]
+			down = down[:(r-1)*in]
+			up = make([]float32, out*(r-1))
+			for i := 0; i < out; i++ {
+				copy(up[i*(r-1):(i+1)*(r-1)], fm.Up[i*r:i*r+r-1])
+			}
+			ds, us = []int{r - 1, in}, []int{out, r - 1}
+		}
+		kept[fm.Name] = ds[0]
+		for _, x := range []struct {
+			suffix string
+			shape  []int
+			v      []float32
+		}{{".lora_down.weight", ds, down}, {".lora_up.weight", us, up}, {".alpha", nil, []float32{fm.Alpha}}} {
+			st, err := safetensors.FromFloat32(fm.Name+x.suffix, safetensors.F32, x.shape, x.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, st)
+		}
+	}
+	varied := filepath.Join(t.TempDir(), "varied.safetensors")
+	if err := safetensors.WriteFile(varied, ts, map[string]string{"ss_network_module": "lycoris.kohya"}); err != nil {
+		t.Fatal(err)
+	}
+	opt4 := a.Opt
+	opt4.NetworkWeights, opt4.DimFromWeights, opt4.OutputDir, opt4.OutputName = varied, true, t.TempDir(), "varied"
+	models = tinyModels(t)
+	notes, err = DimsFromWeights(&opt4, models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all := strings.Join(notes, "\n"); !strings.Contains(all, "ranks differ") || !strings.Contains(all, "have no module in the file") {
+		t.Errorf("notes %q, want the rank and coverage notes", notes)
+	}
+	if len(opt4.ModuleRanks) != len(kept) || opt4.ModuleRanks[cut] != kept[cut] {
+		t.Fatalf("ModuleRanks has %d modules (%s at %d), want %d (%s at %d)", len(opt4.ModuleRanks), cut, opt4.ModuleRanks[cut], len(kept), cut, kept[cut])
+	}
+	d, err := New(opt4, a.Plan, models, lat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out, err = lycoris.ReadFile(filepath.Join(opt4.OutputDir, "varied.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Modules) != len(kept) {
+		t.Fatalf("%d modules saved, the file had %d", len(out.Modules), len(kept))
+	}
+	for _, om := range out.Modules {
+		if r, ok := kept[om.Name]; !ok || om.Rank() != r {
+			t.Fatalf("saved %s at rank %d, the file has it at %d (present %v)", om.Name, om.Rank(), r, ok)
+		}
 	}
 }
