@@ -454,14 +454,25 @@ func action(c *ucli.Context, stdin io.Reader, stdout, stderr io.Writer) error {
 			history = h
 		}
 	}
-	mf, err := os.Create(metricsPath)
+	// The metrics log restarts from the kept history (a resumed run's lines
+	// up to its step) in a temporary file renamed over the old log, so a
+	// crash here loses no line; the run then appends to it.
+	mf, err := os.CreateTemp(logDir, "."+o.OutputName+"-metrics.jsonl.tmp-*")
 	if err != nil {
 		return err
 	}
 	defer mf.Close()
+	mf.Chmod(0o644) // as os.Create would make it
 	enc := json.NewEncoder(mf)
 	for _, l := range history {
-		enc.Encode(l)
+		if err := enc.Encode(l); err != nil {
+			os.Remove(mf.Name())
+			return err
+		}
+	}
+	if err := os.Rename(mf.Name(), metricsPath); err != nil {
+		os.Remove(mf.Name())
+		return err
 	}
 	prog := newTrainProgress(mode, stderr, tr.Step, plan.TotalSteps, plan.LoopEpochs)
 	tr.Log = func(f string, a ...any) {
