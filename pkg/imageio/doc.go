@@ -1,8 +1,8 @@
 // Package imageio reads the image files of a dataset: their format and
 // pixel size from the header without decoding pixels (Probe), the EXIF
-// orientation of JPEG files (from the APP1 segment, with a small reader of
-// our own), and full decoding to 8-bit RGB with the orientation applied
-// (Decode).
+// orientation (JPEG's APP1 segment, PNG's eXIf chunk, WebP's EXIF chunk,
+// with a small TIFF reader of our own), and full decoding to 8-bit RGB with
+// the orientation applied (Decode).
 //
 // Formats: JPEG, PNG, WebP (golang.org/x/image/webp), BMP
 // (golang.org/x/image/bmp) — kohya's list minus the optional AVIF/JPEG XL.

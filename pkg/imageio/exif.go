@@ -99,3 +99,55 @@ func OrientedSize(w, h, o int) (int, int) {
 	}
 	return w, h
 }
+
+// PNGOrientation returns the orientation from a PNG file's eXIf chunk (a
+// TIFF-structured EXIF block, PNG 1.5 extension; Pillow reads it), or 1
+// when it has none. The chunk sequence is walked from the signature to
+// IEND; a chunk running past the end of the file is an error.
+func PNGOrientation(b []byte) (int, error) {
+	if len(b) < 8 || string(b[:8]) != "\x89PNG\r\n\x1a\n" {
+		return 0, errors.New("not a PNG file (no signature)")
+	}
+	for i := 8; i+8 <= len(b); {
+		n := int64(binary.BigEndian.Uint32(b[i:]))
+		typ := string(b[i+4 : i+8])
+		end := int64(i) + 12 + n
+		if n > 1<<31-1 || end > int64(len(b)) {
+			return 0, errors.New("PNG chunk " + typ + " runs past the end of the file")
+		}
+		switch typ {
+		case "eXIf":
+			return tiffOrientation(b[i+8 : i+8+int(n)])
+		case "IEND":
+			return 1, nil
+		}
+		i = int(end)
+	}
+	return 1, nil
+}
+
+// WebPOrientation returns the orientation from a WebP file's EXIF chunk
+// (extended format, VP8X), or 1 when it has none. Some writers start the
+// chunk with JPEG's "Exif\0\0" header; both forms are read.
+func WebPOrientation(b []byte) (int, error) {
+	if len(b) < 12 || string(b[:4]) != "RIFF" || string(b[8:12]) != "WEBP" {
+		return 0, errors.New("not a WebP file (no RIFF/WEBP header)")
+	}
+	for i := 12; i+8 <= len(b); {
+		typ := string(b[i : i+4])
+		n := int64(binary.LittleEndian.Uint32(b[i+4:]))
+		end := int64(i) + 8 + n + n&1 // chunks are padded to an even size
+		if int64(i)+8+n > int64(len(b)) {
+			return 0, errors.New("WebP chunk " + typ + " runs past the end of the file")
+		}
+		if typ == "EXIF" {
+			t := b[i+8 : i+8+int(n)]
+			if len(t) >= 6 && string(t[:6]) == "Exif\x00\x00" {
+				t = t[6:]
+			}
+			return tiffOrientation(t)
+		}
+		i = int(end)
+	}
+	return 1, nil
+}

@@ -47,6 +47,11 @@ func TestProbeFormats(t *testing.T) {
 		{"bmp", encode(t, ".bmp", 33, 17, 0), "bmp", 33, 17, 1, 33, 17},
 		{"webp lossless", webpLossless, "webp", 150, 100, 1, 150, 100},
 		{"webp lossy", webpLossy, "webp", 150, 100, 1, 150, 100},
+		// PNG eXIf and WebP EXIF chunks (Pillow's exif_transpose reads both).
+		{"png exif 6", pngWithExif(t, encode(t, ".png", 30, 70, 0), 6, true), "png", 30, 70, 6, 70, 30},
+		{"png exif 3 little-endian", pngWithExif(t, encode(t, ".png", 30, 70, 0), 3, false), "png", 30, 70, 3, 30, 70},
+		{"webp exif 8", webpWithExif(t, webpLossy, 8, false), "webp", 150, 100, 8, 100, 150},
+		{"webp exif 5 with Exif header", webpWithExif(t, webpLossy, 5, true), "webp", 150, 100, 5, 100, 150},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			info, err := Probe(c.b, 0)
@@ -236,4 +241,74 @@ func FuzzProbe(f *testing.F) {
 			t.Fatalf("accepted %+v", info)
 		}
 	})
+}
+
+// pngWithExif inserts an eXIf chunk holding orientation o after IHDR.
+func pngWithExif(t testing.TB, png []byte, o int, bigEndian bool) []byte {
+	t.Helper()
+	data := datasettest.ExifOrientation(o, bigEndian)[6:] // the TIFF block, without JPEG's "Exif\0\0"
+	chunk := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
+	chunk = append(chunk, "eXIf"...)
+	chunk = append(chunk, data...)
+	chunk = binary.BigEndian.AppendUint32(chunk, crc32.ChecksumIEEE(chunk[4:]))
+	const afterIHDR = 8 + 4 + 4 + 13 + 4
+	return append(append(append([]byte(nil), png[:afterIHDR]...), chunk...), png[afterIHDR:]...)
+}
+
+// webpWithExif turns a simple (VP8) WebP into the extended format with an
+// EXIF chunk after the image data; withHeader keeps JPEG's "Exif\0\0"
+// prefix, as some writers do.
+func webpWithExif(t testing.TB, webp []byte, o int, withHeader bool) []byte {
+	t.Helper()
+	info, err := Probe(webp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vp8x := []byte("VP8X")
+	vp8x = binary.LittleEndian.AppendUint32(vp8x, 10)
+	vp8x = append(vp8x, 0x08, 0, 0, 0) // flags: EXIF present
+	for _, v := range []int{info.Width - 1, info.Height - 1} {
+		vp8x = append(vp8x, byte(v), byte(v>>8), byte(v>>16))
+	}
+	exif := datasettest.ExifOrientation(o, false)
+	if !withHeader {
+		exif = exif[6:]
+	}
+	chunk := append([]byte("EXIF"), binary.LittleEndian.AppendUint32(nil, uint32(len(exif)))...)
+	chunk = append(chunk, exif...)
+	if len(exif)%2 == 1 {
+		chunk = append(chunk, 0)
+	}
+	body := append(append(append([]byte("WEBP"), vp8x...), webp[12:]...), chunk...)
+	return append(append([]byte("RIFF"), binary.LittleEndian.AppendUint32(nil, uint32(len(body)))...), body...)
+}
+
+// A PNG or WebP with an orientation decodes turned, like a JPEG.
+func TestDecodePNGAndWebPOrientation(t *testing.T) {
+	webpLossy, err := os.ReadFile("testdata/blue-purple-pink.lossy.webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		w, h int
+	}{
+		{"png", pngWithExif(t, encode(t, ".png", 30, 70, 0), 6, true), 70, 30},
+		{"webp", webpWithExif(t, webpLossy, 8, false), 100, 150},
+	} {
+		img, info, err := Decode(c.b, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if b := img.Bounds(); b.Dx() != c.w || b.Dy() != c.h || info.Orientation == 1 {
+			t.Errorf("%s: decoded %v (orientation %d), want %dx%d", c.name, b, info.Orientation, c.w, c.h)
+		}
+	}
+	// A chunk that runs past the end is a corrupt file, not a crash.
+	png := pngWithExif(t, encode(t, ".png", 30, 70, 0), 6, true)
+	binary.BigEndian.PutUint32(png[33:], 1<<30)
+	if _, err := PNGOrientation(png); err == nil {
+		t.Error("PNG eXIf chunk longer than the file: no error")
+	}
 }

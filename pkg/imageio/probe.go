@@ -66,6 +66,13 @@ var formats = []format{
 		bmpComplete},
 }
 
+// orientationOf reads the EXIF orientation of the formats that carry one.
+var orientationOf = map[string]func([]byte) (int, error){
+	"jpeg": JPEGOrientation,
+	"png":  PNGOrientation,
+	"webp": WebPOrientation,
+}
+
 func sniff(b []byte) (*format, error) {
 	if len(b) == 0 {
 		return nil, ErrEmpty
@@ -105,8 +112,8 @@ func Probe(b []byte, maxPixels int64) (Info, error) {
 		return Info{}, fmt.Errorf("%w: %s file ends early (%d bytes)", ErrTruncated, f.name, len(b))
 	}
 	info := Info{Format: f.name, Width: cfg.Width, Height: cfg.Height, Orientation: 1}
-	if f.name == "jpeg" {
-		o, err := JPEGOrientation(b)
+	if orient := orientationOf[f.name]; orient != nil {
+		o, err := orient(b)
 		if err != nil {
 			return Info{}, fmt.Errorf("%w: EXIF: %v", ErrCorrupt, err)
 		}
