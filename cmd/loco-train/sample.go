@@ -126,6 +126,12 @@ func (s *sampling) round(tr *train.Trainer, epoch int) {
 	saved := tr.Net.Multiplier
 	tr.Net.Multiplier = 1
 	defer func() { tr.Net.Multiplier = saved }()
+	// Sampling's buffers (the VAE decoder's full-resolution activations)
+	// have other sizes than training's: a backend that caches freed blocks
+	// by size lets them go afterwards instead of keeping them for good.
+	if t, ok := tr.M.E.B.(interface{ Trim() }); ok {
+		defer t.Trim()
+	}
 	paths, err := s.pl.Round(s.prompts, s.dir,
 		func(i int) int64 { return train.SampleSeed(tr.Opt.Seed, tr.Step, i) },
 		func(i int, p sample.Prompt, seed int64) string { return r.FileName(name, i, seed, p.HasSeed) },
