@@ -61,10 +61,9 @@ func (pl *Pipeline) Generate(p Prompt, seed int64) (res *Result, err error) {
 			return nil, fmt.Errorf("%s: %w", p.Source, err)
 		}
 	}
-	f := pl.VAE.Cfg.Factor()
-	need := 8 * f // the UNet halves the latent three times
-	if p.Width%need != 0 || p.Height%need != 0 {
-		return nil, fmt.Errorf("%s: size %dx%d: this model needs multiples of %d pixels", p.Source, p.Width, p.Height, need)
+	f := pl.VAE.Cfg.Factor() // one latent per f×f pixels; the UNet takes any latent size
+	if p.Width%f != 0 || p.Height%f != 0 {
+		return nil, fmt.Errorf("%s: size %dx%d: this model needs multiples of %d pixels", p.Source, p.Width, p.Height, f)
 	}
 	sched := pl.Schedule
 	if sched == nil {

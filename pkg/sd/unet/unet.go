@@ -190,8 +190,13 @@ type Block struct {
 	Res2 *ResBlock  // middle block's second ResBlock
 }
 
-// Forward runs the block on h.
-func (b *Block) Forward(h, embAct, ctx *tensor.Tensor) *tensor.Tensor {
+// Forward runs the block on h. up, when not zero, is the height and width
+// an upsampling block's output must have (the next skip connection's): an
+// odd size is the nearest 2× upsampling cropped by one row or column,
+// which is what PyTorch's nearest interpolation to that size computes
+// (diffusers' and sd-scripts' UNets pass the skip's size), so latents need
+// not be multiples of 8.
+func (b *Block) Forward(h, embAct, ctx *tensor.Tensor, up [2]int) *tensor.Tensor {
 	if b.Conv != nil {
 		return b.Conv.Forward(h)
 	}
@@ -206,7 +211,28 @@ func (b *Block) Forward(h, embAct, ctx *tensor.Tensor) *tensor.Tensor {
 		h = b.Res2.Forward(h, embAct)
 	}
 	if b.Up != nil {
-		h = b.Up.Forward(tensor.Upsample2x(h))
+		h = b.Up.Forward(upsampleTo(h, up))
+	}
+	return h
+}
+
+// upsampleTo is nearest 2× upsampling of h [N,C,H,W], cropped to size up
+// (2H or 2H−1 rows, likewise columns; zero: no crop) — PyTorch's nearest
+// interpolation to that size.
+func upsampleTo(h *tensor.Tensor, up [2]int) *tensor.Tensor {
+	h = tensor.Upsample2x(h)
+	sh := h.Shape()
+	if up == [2]int{} || up == [2]int{sh[2], sh[3]} {
+		return h
+	}
+	if up[0] > sh[2] || up[1] > sh[3] || up[0] < sh[2]-1 || up[1] < sh[3]-1 {
+		tensor.Errorf("UNet", "upsampled %v cannot meet a skip connection of %dx%d", sh, up[0], up[1])
+	}
+	if up[0] < sh[2] {
+		h = tensor.Slice(h, 2, 0, up[0])
+	}
+	if up[1] < sh[3] {
+		h = tensor.Slice(h, 3, 0, up[1])
 	}
 	return h
 }
@@ -299,33 +325,37 @@ func New(b *nn.Builder, cfg Config) (*UNet, error) {
 // ctx [B,S,ContextDim].
 func (u *UNet) Forward(x *tensor.Tensor, t []float32, ctx *tensor.Tensor) *tensor.Tensor {
 	sh := x.Shape()
-	if len(sh) != 4 || sh[1] != u.Cfg.InChannels || sh[2]%8 != 0 || sh[3]%8 != 0 || len(t) != sh[0] {
-		tensor.Errorf("UNet", "input %v with %d timesteps: want [B,%d,H,W], H and W multiples of 8",
-			sh, len(t), u.Cfg.InChannels)
+	if len(sh) != 4 || sh[1] != u.Cfg.InChannels || sh[2] < 1 || sh[3] < 1 || len(t) != sh[0] {
+		tensor.Errorf("UNet", "input %v with %d timesteps: want [B,%d,H,W]", sh, len(t), u.Cfg.InChannels)
 	}
 	e := x.Engine()
 	temb := e.TimestepEmbedding(t, u.Cfg.ModelChannels)
 	emb := u.TimeOut.Forward(tensor.SiLU(u.TimeIn.Forward(temb)))
 	embAct := tensor.SiLU(emb) // every ResBlock's emb_layers starts with SiLU
-	run := func(b *Block, h *tensor.Tensor) *tensor.Tensor {
+	run := func(b *Block, h *tensor.Tensor, up [2]int) *tensor.Tensor {
 		if !u.Checkpoint {
-			return b.Forward(h, embAct, ctx)
+			return b.Forward(h, embAct, ctx, up)
 		}
 		return e.Checkpoint(func(in []*tensor.Tensor) *tensor.Tensor {
-			return b.Forward(in[0], in[1], in[2])
+			return b.Forward(in[0], in[1], in[2], up)
 		}, h, embAct, ctx)
 	}
 	h := x
 	var skips []*tensor.Tensor
 	for _, b := range u.Input {
-		h = run(b, h)
+		h = run(b, h, [2]int{})
 		skips = append(skips, h)
 	}
-	h = run(u.Middle, h)
+	h = run(u.Middle, h, [2]int{})
 	for _, b := range u.Output {
 		s := skips[len(skips)-1]
 		skips = skips[:len(skips)-1]
-		h = run(b, tensor.Concat(1, h, s))
+		var up [2]int // the size of the skip the next block concatenates
+		if len(skips) > 0 {
+			ns := skips[len(skips)-1].Shape()
+			up = [2]int{ns[2], ns[3]}
+		}
+		h = run(b, tensor.Concat(1, h, s), up)
 	}
 	return u.OutConv.Forward(u.OutNorm.ForwardSiLU(h))
 }
