@@ -295,6 +295,7 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 	})
 	reused := len(reusedKeys)
 	prog := cli.NewProgress(mode, stderr, "loco-encode: encoding", len(order)).Rate("images")
+	rep.Progress = prog // warnings go above the progress line
 	encoded := 0
 	start := time.Now()
 	bs, flushEvery := c.Int("batch-size"), c.Int("flush-every")
@@ -363,6 +364,7 @@ func encodeRecords(c *ucli.Context, cache *latentcache.Cache, rep *cli.Reporter,
 		return err
 	}
 	prog.Finish()
+	rep.Progress = nil
 
 	out, err := cli.CreateOutput(c.String("output"), stdout)
 	if err != nil {

@@ -204,6 +204,7 @@ func action(c *ucli.Context, stderr io.Writer) error {
 		sheet = filepath.Join(dir, prefix+"sheet.png")
 	}
 	prog := cli.NewProgress(mode, stderr, "sample", len(ps))
+	rep.Progress = prog // warnings go above the progress line
 	paths, err := pl.Round(ps, dir,
 		func(i int) int64 { return seed + int64(i) },
 		func(i int, p sample.Prompt, s int64) string { return fmt.Sprintf("%s%02d_%d.png", prefix, i, s) },
@@ -215,6 +216,7 @@ func action(c *ucli.Context, stderr io.Writer) error {
 			}
 		})
 	prog.Finish()
+	rep.Progress = nil
 	for _, p := range paths {
 		fmt.Fprintln(c.App.Writer, p)
 	}

@@ -50,6 +50,9 @@ func WithHints(err error, hints ...string) error {
 type Reporter struct {
 	Tool string // e.g. "loco-scan"
 	W    io.Writer
+	// Progress, when set, is the progress line on the same stream:
+	// warnings and notes are printed above it instead of into it.
+	Progress *Progress
 
 	mu       sync.Mutex
 	warnings int
@@ -63,14 +66,16 @@ func (r *Reporter) Warnf(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.warnings++
-	fmt.Fprintf(r.W, "%s: warning: %s\n", r.Tool, oneLine(fmt.Sprintf(format, args...)))
+	line := fmt.Sprintf("%s: warning: %s\n", r.Tool, oneLine(fmt.Sprintf(format, args...)))
+	r.Progress.Around(func() { fmt.Fprint(r.W, line) })
 }
 
 // Notef prints "tool: ..." (information, not a warning).
 func (r *Reporter) Notef(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.W, "%s: %s\n", r.Tool, oneLine(fmt.Sprintf(format, args...)))
+	line := fmt.Sprintf("%s: %s\n", r.Tool, oneLine(fmt.Sprintf(format, args...)))
+	r.Progress.Around(func() { fmt.Fprint(r.W, line) })
 }
 
 // Printf prints raw text (summaries, tables) to the diagnostic stream.

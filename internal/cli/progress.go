@@ -114,6 +114,26 @@ func (p *Progress) Add(n int) {
 	}
 }
 
+// Around runs print (which writes whole lines to the same stream) with the
+// progress line erased first and drawn again after, so that a warning does
+// not share the line with it. A nil Progress just runs print.
+func (p *Progress) Around(print func()) {
+	if p == nil {
+		print()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	drawn := !p.last.IsZero()
+	if drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+	}
+	print()
+	if drawn {
+		fmt.Fprintf(p.w, "\r%s", p.line())
+	}
+}
+
 // Finish ends the progress line.
 func (p *Progress) Finish() {
 	if p == nil {

@@ -32,3 +32,22 @@ func TestProgressRate(t *testing.T) {
 		t.Error("Rate on nil")
 	}
 }
+
+// A warning printed while the progress line shows goes on its own line
+// above it, and the progress line is drawn again after it.
+func TestWarningAboveProgress(t *testing.T) {
+	var buf bytes.Buffer
+	p := NewProgress(ProgressAlways, &buf, "work", 4)
+	rep := NewReporter("tool", &buf)
+	rep.Progress = p
+	rep.Warnf("before any progress")
+	p.Add(1)
+	rep.Warnf("bad input %d", 7)
+	p.Add(3)
+	p.Finish()
+	got := buf.String()
+	want := "tool: warning: before any progress\n\rwork: 1/4\r\x1b[Ktool: warning: bad input 7\n\rwork: 1/4\rwork: 4/4\rwork: 4/4\n"
+	if got != want {
+		t.Errorf("output\n%q\nwant\n%q", got, want)
+	}
+}
