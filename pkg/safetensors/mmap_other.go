@@ -11,3 +11,6 @@ import (
 func mmapFile(fd *os.File, size int64) ([]byte, func() error, error) {
 	return nil, nil, errors.New("memory mapping not supported on this system")
 }
+
+// adviseDontNeed does nothing where files are not mapped.
+func adviseDontNeed(data []byte, from, to int64) {}

@@ -21,3 +21,18 @@ func mmapFile(fd *os.File, size int64) ([]byte, func() error, error) {
 	}
 	return data, func() error { return unix.Munmap(data) }, nil
 }
+
+// adviseDontNeed drops the whole pages of data[from:to] (a read-only shared
+// file mapping) from the resident set. Errors are ignored: it is advice.
+func adviseDontNeed(data []byte, from, to int64) {
+	page := int64(os.Getpagesize())
+	from = (from + page - 1) / page * page
+	to = to / page * page
+	if to > int64(len(data)) {
+		to = int64(len(data)) / page * page
+	}
+	if from >= to {
+		return
+	}
+	_ = unix.Madvise(data[from:to], unix.MADV_DONTNEED)
+}

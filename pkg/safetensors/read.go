@@ -18,6 +18,7 @@ type File struct {
 	path   string
 	r      io.ReaderAt // used when data is nil
 	data   []byte      // the whole file when memory-mapped
+	mapped bool        // data is a mapping (Release may drop its pages)
 	closer func() error
 	hdr    *header
 	names  []string
@@ -50,7 +51,7 @@ func Open(path string) (*File, error) {
 			unmap()
 			return nil, err
 		}
-		f.closer = unmap
+		f.closer, f.mapped = unmap, true
 		return f, nil
 	}
 	f, err := newFile(path, fd, nil, st.Size())
@@ -181,6 +182,23 @@ func (f *File) eachChunk(name string, ti TensorInfo, fn func(b []byte, off int))
 		done += int64(len(b))
 	}
 	return nil
+}
+
+// Release tells the system that the tensor's bytes will not be read again
+// soon, so that a mapped file's pages holding them leave the process's
+// resident memory (they stay in the page cache; reading the tensor again
+// maps them back). Loading a model tensor by tensor and releasing each
+// keeps the mapped file from adding its whole size to the peak RSS. It does
+// nothing for a file read through ReadAt, or for an unknown name.
+func (f *File) Release(name string) {
+	if !f.mapped || f.closed {
+		return
+	}
+	ti, err := f.info(name)
+	if err != nil {
+		return
+	}
+	adviseDontNeed(f.data, ti.Offset, ti.Offset+ti.Size)
 }
 
 // ReadRaw returns a copy of the tensor's bytes as stored: little-endian,

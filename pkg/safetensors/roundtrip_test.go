@@ -359,3 +359,49 @@ func TestLargeTensorChunks(t *testing.T) {
 		}
 	}
 }
+
+// Release drops a tensor's mapped pages from the resident set without
+// changing what a later read returns (the pages come back from the page
+// cache), for a tensor spanning many pages and one smaller than a page.
+func TestReleaseKeepsValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.safetensors")
+	big := make([]float32, 3<<16)
+	for i := range big {
+		big[i] = float32(i%977) * 0.25
+	}
+	small := []float32{1, -2, 3}
+	tb, err := FromFloat32("big", F32, []int{len(big)}, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := FromFloat32("small", F16, []int{3}, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []Tensor{tb, ts}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 2 {
+		for _, c := range []struct {
+			name string
+			want []float32
+		}{{"big", big}, {"small", small}} {
+			got, err := f.ReadFloat32(c.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range c.want {
+				if got[i] != c.want[i] {
+					t.Fatalf("%s[%d] = %g after Release, want %g", c.name, i, got[i], c.want[i])
+				}
+			}
+			f.Release(c.name)
+		}
+	}
+	f.Release("no such tensor") // nothing happens
+}

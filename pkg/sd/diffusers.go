@@ -334,12 +334,12 @@ func (s *DiffusersSource) Load(key string, shape tensor.Shape) (*tensor.Tensor, 
 	if !tensor.Shape(info.Shape).Equal(want) {
 		return nil, fmt.Errorf("%s: tensor %s (%s) has shape %v, want %v", p.path, m.Key, key, tensor.Shape(info.Shape), want)
 	}
-	v, err := p.f.ReadFloat32(m.Key)
+	t, err := loadTensor(p.f, m.Key, s.E, s.DType, shape)
 	if err != nil {
 		return nil, err
 	}
 	s.used[p.dir+"/"+m.Key] = true
-	return s.E.Persistent(s.DType, v, shape...), nil
+	return t, nil
 }
 
 // diffusersIgnored are tensors of real diffusers folders that no model

@@ -34,12 +34,40 @@ func (s *FileSource) Load(key string, shape tensor.Shape) (*tensor.Tensor, error
 	if !tensor.Shape(info.Shape).Equal(shape) {
 		return nil, fmt.Errorf("%s: tensor %s has shape %v, want %v", s.F.Path(), key, tensor.Shape(info.Shape), shape)
 	}
-	v, err := s.F.ReadFloat32(key)
+	t, err := loadTensor(s.F, key, s.E, s.DType, shape)
 	if err != nil {
 		return nil, err
 	}
 	s.used[key] = true
-	return s.E.Persistent(s.DType, v, shape...), nil
+	return t, nil
+}
+
+// hostFloat32s is implemented by backends whose F32 storage is host memory
+// (the CPU backend): the loader reads a tensor straight into it.
+type hostFloat32s interface {
+	HostFloat32s(tensor.Storage) []float32
+}
+
+// loadTensor reads tensor key of f into new persistent storage of dtype dt
+// on e — straight into the storage where the backend keeps F32 in host
+// memory, else through one temporary float32 slice — and then releases
+// the file's pages of it (safetensors.File.Release), so that loading a
+// model does not also keep the whole mapped file resident.
+func loadTensor(f *safetensors.File, key string, e *tensor.Engine, dt tensor.DType, shape tensor.Shape) (*tensor.Tensor, error) {
+	defer f.Release(key)
+	if h, ok := e.B.(hostFloat32s); ok && dt == tensor.F32 {
+		st := e.B.Alloc(dt, shape.Numel())
+		if err := f.ReadFloat32Into(key, h.HostFloat32s(st)); err != nil {
+			e.B.Free(st)
+			return nil, err
+		}
+		return e.Wrap(st, shape...), nil
+	}
+	v, err := f.ReadFloat32(key)
+	if err != nil {
+		return nil, err
+	}
+	return e.Persistent(dt, v, shape...), nil
 }
 
 // Unused lists the file's keys under prefix that were not loaded, sorted.

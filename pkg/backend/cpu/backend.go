@@ -36,6 +36,10 @@ var _ tensor.Backend = (*Backend)(nil)
 // New returns a CPU backend.
 func New() *Backend { return &Backend{free: make(map[int][][]float32)} }
 
+// HostFloat32s is Float32s as a method: loaders that find it (an optional
+// interface) read weights straight into the storage.
+func (b *Backend) HostFloat32s(s tensor.Storage) []float32 { return Float32s(s) }
+
 // Name reports "cpu".
 func (b *Backend) Name() string { return "cpu" }
 
