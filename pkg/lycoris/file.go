@@ -299,7 +299,8 @@ func WithHashes(ts []safetensors.Tensor, md map[string]string) (map[string]strin
 	return out, nil
 }
 
-// Preset names a layer selection of LyCORIS for SD 1.x.
+// Preset names a layer selection of SD 1.x's UNet (the text encoder's 72
+// Linears are the same for all: CLIPAttention and CLIPMLP).
 type Preset string
 
 const (
@@ -307,33 +308,70 @@ const (
 	// and Conv2d of the UNet's ResBlocks, transformers, samplers, plus
 	// conv_in, conv_out and the two time-embedding Linears (282 layers).
 	PresetFull Preset = "full"
-	// Preset2023 is the LoCon package and LyCORIS < 1.9.0: the same without
-	// the four single layers (278 layers).
+	// Preset2023 is the LoCon package, LyCORIS < 1.9.0 and kohya's
+	// networks.lora with a conv_dim network arg (the GUI's "Kohya LoCon"):
+	// every Linear and Conv2d of Transformer2DModel, ResnetBlock2D,
+	// Downsample2D and Upsample2D, i.e. full without the four single layers
+	// (278 layers).
 	Preset2023 Preset = "2023"
+	// PresetLoRA is kohya's plain LoRA, networks.lora without conv_dim (the
+	// GUI's "Standard"): only the Linear and Conv2d layers inside the
+	// Transformer2DModel blocks — proj_in and proj_out (1×1 convs in SD
+	// 1.x), attn1 and attn2 to_q, to_k, to_v, to_out.0, ff.net.0.proj and
+	// ff.net.2 — 12 per transformer, 192 for SD 1.x's 16 transformers. It
+	// is also LyCORIS' preset attn-mlp for SD 1.x.
+	PresetLoRA Preset = "lora"
 )
+
+// Presets lists the presets SelectUNet knows.
+var Presets = []Preset{PresetFull, Preset2023, PresetLoRA}
 
 // SelectUNet filters a UNet's layer lists (unet.UNet.Layers) by preset.
 func SelectUNet(p Preset, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linear, []*nn.Conv2d, error) {
+	var keep func(key string) (bool, error)
 	switch p {
 	case PresetFull, "":
 		return linears, convs, nil
 	case Preset2023:
+		single := map[string]bool{
+			UNetPrefix + "time_embed.0": true, UNetPrefix + "time_embed.2": true,
+			UNetPrefix + "input_blocks.0.0": true, UNetPrefix + "out.2": true,
+		}
+		keep = func(key string) (bool, error) { return !single[key], nil }
+	case PresetLoRA:
+		// A layer is inside a Transformer2DModel when its diffusers path
+		// runs through an "attentions" list (down_blocks.i.attentions.j,
+		// mid_block.attentions.0, up_blocks.i.attentions.j).
+		keep = func(key string) (bool, error) {
+			if !strings.HasPrefix(key, UNetPrefix) {
+				return false, fmt.Errorf("lycoris: preset %s: %q is not a UNet layer", p, key)
+			}
+			d, err := DiffusersUNetPath(strings.TrimPrefix(key, UNetPrefix))
+			if err != nil {
+				return false, fmt.Errorf("lycoris: preset %s: %w", p, err)
+			}
+			return strings.Contains("."+d, ".attentions."), nil
+		}
 	default:
-		return nil, nil, fmt.Errorf("lycoris: unknown preset %q (full, 2023)", p)
-	}
-	single := map[string]bool{
-		UNetPrefix + "time_embed.0": true, UNetPrefix + "time_embed.2": true,
-		UNetPrefix + "input_blocks.0.0": true, UNetPrefix + "out.2": true,
+		return nil, nil, fmt.Errorf("lycoris: unknown preset %q (full, 2023, lora)", p)
 	}
 	var l2 []*nn.Linear
 	var c2 []*nn.Conv2d
 	for _, l := range linears {
-		if !single[l.Key] {
+		ok, err := keep(l.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
 			l2 = append(l2, l)
 		}
 	}
 	for _, c := range convs {
-		if !single[c.Key] {
+		ok, err := keep(c.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
 			c2 = append(c2, c)
 		}
 	}
