@@ -59,6 +59,8 @@ Examples:
      --save-precision fp16 --training-comment "trigger: pralyco"
    loco-train --config pralyco.json --data train.jsonl --cache cache --model sd15.safetensors --explain
    loco-train ... --sample-prompts prompts.txt --sample-every-n-epochs 1 --sample-sampler euler_a
+   loco-train ... --network-module networks.lora        # kohya's plain LoRA (the GUI's "Standard")
+   loco-train ... --network-module networks.lora --network-args conv_dim=4 --network-args conv_alpha=1   # Kohya LoCon
    loco-train ... --dry-run
    loco-train ... --resume out/pralyco-state.safetensors`
 
@@ -80,10 +82,10 @@ func flags() []ucli.Flag {
 		&ucli.StringFlag{Name: "output-dir", Aliases: []string{"o"}, Value: ".", Usage: "output folder"},
 		&ucli.StringFlag{Name: "output-name", Value: d.OutputName, Usage: "file base name"},
 		&ucli.StringFlag{Name: "logging-dir", Usage: "folder for the metrics log and plot (default: --output-dir)"},
-		&ucli.StringFlag{Name: "network-module", Value: d.NetworkModule, Usage: "lycoris.kohya"},
+		&ucli.StringFlag{Name: "network-module", Value: d.NetworkModule, Usage: "lycoris.kohya (LyCORIS LoCon/LoHa), or networks.lora (kohya's LoRA: plain LoRA of the UNet's transformers, the GUI's Standard; with --network-args conv_dim=… Kohya LoCon)"},
 		&ucli.IntFlag{Name: "network-dim", Value: d.NetworkDim, Usage: "rank of Linear and 1×1 conv modules"},
 		&ucli.Float64Flag{Name: "network-alpha", Value: d.NetworkAlpha, Usage: "alpha (scale alpha/rank)"},
-		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker, dropout, rank_dropout, module_dropout; repeat the flag"},
+		&ucli.StringSliceFlag{Name: "network-args", Usage: "key=value: conv_dim, conv_alpha, algo (locon, loha), preset (full, 2023), use_tucker, dropout, rank_dropout, module_dropout (networks.lora reads conv_dim, conv_alpha and the dropouts); repeat the flag"},
 		&ucli.Float64Flag{Name: "network-dropout", Usage: "dropout of the LoCon rank features in training (0 = off)"},
 		&ucli.StringFlag{Name: "network-weights", Usage: "start from this network file (modules with the same names and shapes)"},
 		&ucli.BoolFlag{Name: "dim-from-weights", Usage: "build the network as --network-weights is: its ranks, alphas, algo and Tucker layout (the configured ones still go into the metadata)"},
@@ -286,6 +288,11 @@ func options(c *ucli.Context, rep *cli.Reporter) (train.Options, *train.GUIConfi
 				o.Metadata = map[string]string{}
 			}
 			o.Metadata["modelspec."+k] = v
+		}
+	}
+	if set("network-module") || set("network-args") {
+		for _, n := range o.ApplyNetworkModule() {
+			rep.Warnf("%s", n)
 		}
 	}
 	if err := o.Validate(); err != nil {

@@ -172,13 +172,16 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		o.NetworkModule, o.Algo = "lycoris.kohya", "locon"
 		explain("LoRA_type", "--network-module lycoris.kohya, algo=locon (%q)", lt)
 	case "Kohya LoCon":
-		o.NetworkModule, o.Algo = "networks.lora", "locon"
-		explain("LoRA_type", "kohya's networks.lora with conv_dim (same file layout)")
+		o.NetworkModule, o.Algo = ModuleKohyaLoRA, "locon"
+		explain("LoRA_type", "--network-module networks.lora --network-args conv_dim=… conv_alpha=… (kohya's LoCon: the UNet's transformers, ResBlocks and samplers, 278 layers as preset 2023, and the text encoder's 72)")
+	case "Standard":
+		o.NetworkModule, o.Algo = ModuleKohyaLoRA, "locon"
+		explain("LoRA_type", "--network-module networks.lora without network_args conv_dim (kohya's plain LoRA: only the Linears and 1×1 convs of the UNet's 16 transformers, 192 layers as preset lora, and the text encoder's 72)")
 	case "LyCORIS/LoHa":
 		o.NetworkModule, o.Algo = "lycoris.kohya", "loha"
 		explain("LoRA_type", "--network-module lycoris.kohya, algo=loha (%q)", lt)
 	default:
-		errs = append(errs, fmt.Sprintf("LoRA_type %q is not supported (LyCORIS/LoCon, LyCORIS/LoHa, Kohya LoCon)", lt))
+		errs = append(errs, fmt.Sprintf("LoRA_type %q is not supported (LyCORIS/LoCon, LyCORIS/LoHa, Kohya LoCon, Standard)", lt))
 	}
 	if has("LyCORIS_preset") {
 		switch p := str("LyCORIS_preset"); p {
@@ -211,8 +214,17 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 	}
 	setInt("network_dim", &o.NetworkDim, "--network-dim")
 	setFloat("network_alpha", &o.NetworkAlpha, "--network-alpha")
-	setInt("conv_dim", &o.ConvDim, "--conv-dim (network_args conv_dim)")
-	setFloat("conv_alpha", &o.ConvAlpha, "--conv-alpha (network_args conv_alpha)")
+	if lt == "Standard" {
+		for _, k := range []string{"conv_dim", "conv_alpha"} {
+			if has(k) {
+				used[k] = true
+				explain(k, "ignored (Standard: the GUI passes no conv_dim/conv_alpha, so networks.lora wraps no 3×3 conv)")
+			}
+		}
+	} else {
+		setInt("conv_dim", &o.ConvDim, "--conv-dim (network_args conv_dim)")
+		setFloat("conv_alpha", &o.ConvAlpha, "--conv-alpha (network_args conv_alpha)")
+	}
 	setFloat("network_dropout", &o.NetworkDropout, "--network-dropout (0 = off)")
 	setFloat("rank_dropout", &o.RankDropout, "--network-args rank_dropout (0 = off)")
 	setFloat("module_dropout", &o.ModuleDropout, "--network-args module_dropout (0 = off)")
@@ -582,10 +594,7 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 				errs = append(errs, "additional_parameters --network_args: "+err.Error())
 			}
 			explain("network_args", "--network-args %s [additional_parameters: replaces the GUI's network_args]", strings.Join(ov.networkArg, " "))
-			if o.ConvDim == 0 {
-				if o.NetworkModule == "networks.lora" {
-					errs = append(errs, "additional_parameters --network_args without conv_dim: networks.lora then wraps no 3×3 convolution, which loco cannot do")
-				}
+			if o.ConvDim == 0 && o.NetworkModule != ModuleKohyaLoRA {
 				o.ConvDim, o.ConvAlpha = o.NetworkDim, o.NetworkAlpha
 			}
 		}
@@ -603,8 +612,25 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 			explain("sample_prompts", "--sample-prompts %s [additional_parameters: a prompt file, instead of the prompt box]", ov.promptFile)
 		}
 	}
-	if o.ConvDim == 0 {
+	if o.ConvDim == 0 && lt != "Standard" {
 		o.ConvDim, o.ConvAlpha = 1, 1 // the GUI's defaults
+	}
+	if o.NetworkModule == ModuleKohyaLoRA {
+		if ov == nil || !ov.setNetArgs {
+			o.NetworkArgs = guiKohyaNetworkArgs(lt, o)
+		}
+		g.Warnings = append(g.Warnings, o.ApplyNetworkModule()...)
+		a := strings.Join(o.NetworkArgs, " ")
+		if a == "" {
+			a = "none"
+		}
+		if o.Preset == "lora" {
+			explain("network_args", "%s: no conv_dim, so plain LoRA (preset lora, 192 UNet layers)", a)
+		} else {
+			explain("network_args", "%s: Kohya LoCon (preset 2023, 278 UNet layers)", a)
+		}
+	} else {
+		g.Warnings = append(g.Warnings, o.ApplyNetworkModule()...)
 	}
 	// The rest: ignored (listed) or unknown (warned).
 	keys := fileKeys
@@ -639,6 +665,34 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		return g, fmt.Errorf("kohya_ss config: %s", strings.Join(errs, "; "))
 	}
 	return g, nil
+}
+
+// guiKohyaNetworkArgs are the network_args the GUI passes to networks.lora
+// for LoRA type lt: Kohya LoCon's conv_dim and conv_alpha (other types,
+// run with networks.lora by additional_parameters --network_module, pass
+// their LyCORIS list), then rank_dropout and module_dropout when not 0.
+func guiKohyaNetworkArgs(lt string, o *Options) []string {
+	var args []string
+	switch lt {
+	case "Standard":
+	case "Kohya LoCon":
+		args = append(args, "conv_dim="+strconv.Itoa(o.ConvDim), "conv_alpha="+trimFloat(o.ConvAlpha))
+	default:
+		ly := *o
+		ly.NetworkModule, ly.NetworkArgs = ModuleLyCORIS, nil
+		k, v := ly.networkArgs()
+		for i := range k {
+			args = append(args, k[i]+"="+v[i])
+		}
+		return args
+	}
+	if o.RankDropout > 0 {
+		args = append(args, "rank_dropout="+trimFloat(o.RankDropout))
+	}
+	if o.ModuleDropout > 0 {
+		args = append(args, "module_dropout="+trimFloat(o.ModuleDropout))
+	}
+	return args
 }
 
 func hasAnyPrefix(k string, ps []string) bool {

@@ -115,7 +115,9 @@ func pyDict(keys, vals []string) string {
 }
 
 // networkArgs returns the ss_network_args keys and values (strings, in the
-// order given, the defaults of the current GUI's order added when missing).
+// order given; for lycoris.kohya the defaults of the current GUI's order
+// added when missing, for networks.lora only the args given, as the GUI
+// lists them itself).
 func (o *Options) networkArgs() ([]string, []string) {
 	var keys, vals []string
 	has := map[string]bool{}
@@ -127,6 +129,9 @@ func (o *Options) networkArgs() ([]string, []string) {
 		}
 		has[k] = true
 		keys, vals = append(keys, k), append(vals, v)
+	}
+	if o.NetworkModule == ModuleKohyaLoRA {
+		return keys, vals
 	}
 	add := func(k, v string) {
 		if !has[k] {
@@ -280,13 +285,17 @@ func (t *Trainer) Metadata(epoch int) map[string]string {
 	for _, key := range k {
 		hasDropout = hasDropout || key == "dropout"
 	}
-	if !hasDropout {
-		k, v = append(k, "dropout"), append(v, "null")
-		if nc.NetworkDropout > 0 {
-			v[len(v)-1] = PyFloat(nc.NetworkDropout)
+	// It writes ss_network_args only when --network_args were given: a
+	// networks.lora run without them (the GUI's Standard) has none.
+	if len(k) > 0 || nc.NetworkModule != ModuleKohyaLoRA {
+		if !hasDropout {
+			k, v = append(k, "dropout"), append(v, "null")
+			if nc.NetworkDropout > 0 {
+				v[len(v)-1] = PyFloat(nc.NetworkDropout)
+			}
 		}
+		md["ss_network_args"] = pyDict(k, v)
 	}
-	md["ss_network_args"] = pyDict(k, v)
 	if nc.NetworkDropout > 0 {
 		md["ss_network_dropout"] = PyFloat(nc.NetworkDropout)
 	}

@@ -10,17 +10,24 @@ import (
 // defaults: start from DefaultOptions.
 type Options struct {
 	// Network (spec/locon.md).
-	NetworkModule string  // "lycoris.kohya"
-	Algo          string  // "locon" (or "lora", the same module) or "loha"
-	Tucker        bool    // use_tucker: k×k convs decomposed as down 1×1, mid k×k, up 1×1
-	Preset        string  // "full" (282 UNet layers) or "2023" (278)
-	NetworkDim    int     // rank of Linear and 1×1 conv modules
-	NetworkAlpha  float64 // 0 means alpha = rank
-	ConvDim       int     // rank of k×k conv modules; 0 means NetworkDim
-	ConvAlpha     float64
+	// NetworkModule is "lycoris.kohya" or "networks.lora" (kohya's own
+	// LoRA; ApplyNetworkModule sets its preset from network_args).
+	NetworkModule string
+	Algo          string // "locon" (or "lora", the same module) or "loha"
+	Tucker        bool   // use_tucker: k×k convs decomposed as down 1×1, mid k×k, up 1×1
+	// Preset is the UNet layer selection (lycoris.SelectUNet): "full" (282
+	// UNet layers, LyCORIS' default), "2023" (278: LyCORIS < 1.9, and
+	// networks.lora with conv_dim = the GUI's "Kohya LoCon") or "lora"
+	// (192: networks.lora without conv_dim = the GUI's "Standard").
+	Preset       string
+	NetworkDim   int     // rank of Linear and 1×1 conv modules
+	NetworkAlpha float64 // 0 means alpha = rank
+	ConvDim      int     // rank of k×k conv modules; 0 means NetworkDim
+	ConvAlpha    float64
 	// NetworkArgs are the network_args as given ("key=value"), stored in
-	// ss_network_args in this order; conv_dim/conv_alpha/algo/preset are
-	// added from the fields above when missing.
+	// ss_network_args in this order; for lycoris.kohya conv_dim,
+	// conv_alpha, algo and preset are added from the fields above when
+	// missing, for networks.lora nothing is (no args: no ss_network_args).
 	NetworkArgs []string
 	// Training-only dropouts (spec/locon.md §5.4, lycoris.Dropout):
 	// network_dropout (network_args "dropout"), rank_dropout, module_dropout.
@@ -140,6 +147,71 @@ func (o *Options) LRs() (unet, te float64) {
 	return unet, te
 }
 
+// Network modules loco builds.
+const (
+	ModuleLyCORIS   = "lycoris.kohya"
+	ModuleKohyaLoRA = "networks.lora"
+)
+
+// argKeys returns the keys of the network_args as given.
+func (o *Options) argKeys() map[string]string {
+	m := map[string]string{}
+	for _, a := range o.NetworkArgs {
+		k, v, _ := strings.Cut(a, "=")
+		if k = strings.TrimSpace(k); m[k] == "" {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// ApplyNetworkModule makes the network settings follow the network module,
+// as sd-scripts builds it (spec/locon.md §3.1), after the network_args are
+// set; it returns notes on the settings the module ignores.
+//
+// networks.lora (kohya's LoRA) reads only conv_dim and conv_alpha of these
+// settings: with conv_dim among the network_args it is Kohya LoCon — the
+// UNet's transformers plus its ResBlocks and samplers (preset "2023", the
+// 278 layers of LyCORIS < 1.9), k×k convs at conv_dim and conv_alpha
+// (1 when not given) —, without it plain LoRA: only the Linears and 1×1
+// convs of the transformers (preset "lora"; conv_dim and conv_alpha
+// unused). algo, preset and use_tucker are LyCORIS' (algo locon, no
+// Tucker). For lycoris.kohya a preset "lora" left from a networks.lora
+// setting becomes LyCORIS' default, full.
+func (o *Options) ApplyNetworkModule() []string {
+	args := o.argKeys()
+	if o.NetworkModule != ModuleKohyaLoRA {
+		if _, ok := args["preset"]; !ok && o.Preset == "lora" {
+			o.Preset = "full"
+		}
+		return nil
+	}
+	var notes []string
+	var ignored []string
+	for _, k := range []string{"algo", "preset", "use_tucker"} {
+		if v, ok := args[k]; ok {
+			ignored = append(ignored, k+"="+v)
+		}
+	}
+	if len(ignored) > 0 {
+		notes = append(notes, fmt.Sprintf("networks.lora ignores network_args %s (LyCORIS options)", strings.Join(ignored, ", ")))
+	}
+	if o.Algo == "loha" {
+		notes = append(notes, "networks.lora has no LoHa: the network is LoRA/LoCon")
+	}
+	o.Algo, o.Tucker = "locon", false
+	if _, ok := args["conv_dim"]; ok {
+		o.Preset = "2023"
+		if _, ok := args["conv_alpha"]; !ok {
+			o.ConvAlpha = 1 // networks.lora's default
+		}
+	} else {
+		o.Preset = "lora"
+		o.ConvDim, o.ConvAlpha = 0, 0
+	}
+	return notes
+}
+
 // Validate rejects contradictory or unsupported settings, naming them.
 func (o *Options) Validate() error {
 	var errs []string
@@ -156,8 +228,16 @@ func (o *Options) Validate() error {
 	default:
 		bad("algo %q is not supported (locon, lora, loha)", o.Algo)
 	}
-	if o.Preset != "full" && o.Preset != "2023" {
-		bad("preset %q is not supported (full, 2023)", o.Preset)
+	switch {
+	case o.Preset != "full" && o.Preset != "2023" && o.Preset != "lora":
+		bad("preset %q is not supported (full, 2023, lora)", o.Preset)
+	case o.NetworkModule == ModuleKohyaLoRA && o.Preset == "full":
+		bad("networks.lora builds preset lora (no conv_dim in network_args) or 2023 (with conv_dim), not full")
+	case o.NetworkModule != ModuleKohyaLoRA && o.Preset == "lora" && !o.DimFromWeights:
+		bad("preset lora is kohya's plain LoRA: --network-module networks.lora without conv_dim in network_args")
+	}
+	if o.NetworkModule == ModuleKohyaLoRA && (o.Algo == "loha" || o.Tucker) {
+		bad("networks.lora has no LoHa and no Tucker (algo %s, use_tucker %t)", o.Algo, o.Tucker)
 	}
 	if o.BatchSize < 1 || o.GradAccum < 1 {
 		bad("train_batch_size %d and gradient_accumulation_steps %d must be at least 1", o.BatchSize, o.GradAccum)

@@ -139,8 +139,9 @@ func suffixes[T any](xs []T, f func(T) string) string {
 //
 // When ranks differ between modules of one kind (a dynamically resized
 // network), or the file covers only part of the selected layers of a
-// trained part (and is not exactly the other preset's set, which is then
-// selected), opt.ModuleRanks limits the network to the file's modules at
+// trained part (and is not exactly another preset's set — full, 2023 or
+// lora; for networks.lora 2023 or lora —, which is then selected, so a
+// plain kohya LoRA file is built as preset lora), opt.ModuleRanks limits the network to the file's modules at
 // their ranks. Errors name modules: LoCon and LoHa modules mixed, Tucker
 // and plain k×k modules mixed, and file modules of a trained part that
 // match no layer of the preset. The returned notes say what was taken.
@@ -201,6 +202,20 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 		}
 		return out, nil
 	}
+	// unetExtra counts the file's UNet modules that are not among ls.
+	unetExtra := func(ls []layer) int {
+		in := map[string]bool{}
+		for _, l := range ls {
+			in[l.name] = true
+		}
+		n := 0
+		for _, fm := range f.Modules {
+			if strings.HasPrefix(fm.Name, "lora_unet_") && !in[fm.Name] {
+				n++
+			}
+		}
+		return n
+	}
 	missing := func(ls []layer) (miss []string) {
 		for _, l := range ls {
 			if inFile[l.name] == nil {
@@ -215,7 +230,7 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 		l, c := m.UNet.Layers()
 		var sel []layer
 		var miss []string
-		for i, p := range []string{opt.Preset, otherPreset(opt.Preset)} {
+		for i, p := range presetCandidates(opt) {
 			sl, sc, err := lycoris.SelectUNet(lycoris.Preset(p), l, c)
 			if err != nil {
 				return nil, err
@@ -228,7 +243,7 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 			if i == 0 {
 				sel, miss = ls, mi
 			}
-			if len(mi) == 0 {
+			if len(mi) == 0 && unetExtra(ls) == 0 {
 				sel, miss = ls, nil
 				if p != opt.Preset {
 					notes = append(notes, fmt.Sprintf("the file's UNet modules are preset %s's set: preset %s", p, p))
@@ -384,9 +399,19 @@ func DimsFromWeights(opt *Options, m Models) ([]string, error) {
 	return notes, nil
 }
 
-func otherPreset(p string) string {
-	if p == string(lycoris.Preset2023) {
-		return string(lycoris.PresetFull)
+// presetCandidates lists the UNet selections DimsFromWeights tries, the
+// configured one first: the file's modules pick the one they are exactly.
+// networks.lora builds plain LoRA (lora) or Kohya LoCon (2023) only.
+func presetCandidates(opt *Options) []string {
+	all := []string{string(lycoris.PresetFull), string(lycoris.Preset2023), string(lycoris.PresetLoRA)}
+	if opt.NetworkModule == ModuleKohyaLoRA {
+		all = all[1:]
 	}
-	return string(lycoris.Preset2023)
+	out := []string{opt.Preset}
+	for _, p := range all {
+		if p != opt.Preset {
+			out = append(out, p)
+		}
+	}
+	return out
 }
