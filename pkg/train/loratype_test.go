@@ -268,3 +268,29 @@ func TestStandardLoRARun(t *testing.T) {
 		})
 	}
 }
+
+// TestImportGUIConfigKohyaAdditional: additional_parameters' --network_args
+// replace the GUI's list (so Kohya LoCon without conv_dim there is plain
+// LoRA), and --network_module networks.lora under a LyCORIS type gets the
+// GUI's LyCORIS list, whose conv_dim makes it Kohya LoCon.
+func TestImportGUIConfigKohyaAdditional(t *testing.T) {
+	g, err := ImportGUIConfig([]byte(`{"LoRA_type": "Kohya LoCon", "conv_dim": 4, "additional_parameters": "--network_args rank_dropout=0.1"}`), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := g.Options; o.Preset != "lora" || !slices.Equal(o.NetworkArgs, []string{"rank_dropout=0.1"}) || o.RankDropout != 0.1 {
+		t.Errorf("Kohya LoCon with --network_args rank_dropout=0.1: preset %s args %q rank_dropout %g", o.Preset, o.NetworkArgs, o.RankDropout)
+	}
+	g, err = ImportGUIConfig([]byte(`{"LoRA_type": "LyCORIS/LoCon", "network_dim": 8, "network_alpha": 4, "conv_dim": 4, "conv_alpha": 2, "additional_parameters": "--network_module networks.lora"}`), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := g.Options
+	if o.NetworkModule != "networks.lora" || o.Preset != "2023" || o.ConvDim != 4 || o.ConvAlpha != 2 ||
+		!slices.Equal(o.NetworkArgs, []string{"preset=full", "conv_dim=4", "conv_alpha=2", "algo=locon"}) {
+		t.Errorf("LyCORIS/LoCon with --network_module networks.lora: module %s preset %s conv %d/%g args %q", o.NetworkModule, o.Preset, o.ConvDim, o.ConvAlpha, o.NetworkArgs)
+	}
+	if w := strings.Join(g.Warnings, "\n"); !strings.Contains(w, "networks.lora ignores network_args preset=full, algo=locon") {
+		t.Errorf("warnings %q", g.Warnings)
+	}
+}

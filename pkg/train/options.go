@@ -188,9 +188,10 @@ func (o *Options) ApplyNetworkModule() []string {
 	}
 	var notes []string
 	var ignored []string
-	for _, k := range []string{"algo", "preset", "use_tucker"} {
-		if v, ok := args[k]; ok {
-			ignored = append(ignored, k+"="+v)
+	for _, a := range o.NetworkArgs {
+		k, v, _ := strings.Cut(a, "=")
+		if k = strings.TrimSpace(k); k == "algo" || k == "preset" || k == "use_tucker" {
+			ignored = append(ignored, k+"="+strings.TrimSpace(v))
 		}
 	}
 	if len(ignored) > 0 {
