@@ -321,28 +321,63 @@ const (
 	// ff.net.2 — 12 per transformer, 192 for SD 1.x's 16 transformers. It
 	// is also LyCORIS' preset attn-mlp for SD 1.x.
 	PresetLoRA Preset = "lora"
+
+	// LyCORIS' other presets (spec/locon.md §3.2), SD 1.x part:
+	// attn-mlp is PresetLoRA's UNet layers with the text encoder;
+	// unet-transformer-only the same without the text encoder; attn-only
+	// the attention projections (attn1/attn2 to_q, to_k, to_v, to_out.0)
+	// and the text encoder's self-attention projections; full-lin every
+	// Linear and 1×1 conv of transformers and ResBlocks (time_emb_proj,
+	// conv_shortcut) plus the time-embedding Linears, no k×k conv;
+	// unet-only is full without the text encoder; unet-convblock-only the
+	// ResBlocks, the down/upsamplers, conv_in and conv_out.
+	PresetAttnMLP             Preset = "attn-mlp"
+	PresetUNetTransformerOnly Preset = "unet-transformer-only"
+	PresetAttnOnly            Preset = "attn-only"
+	PresetFullLin             Preset = "full-lin"
+	PresetUNetOnly            Preset = "unet-only"
+	PresetUNetConvblockOnly   Preset = "unet-convblock-only"
 )
 
 // Presets lists the presets SelectUNet knows.
-var Presets = []Preset{PresetFull, Preset2023, PresetLoRA}
+var Presets = []Preset{PresetFull, Preset2023, PresetLoRA, PresetAttnMLP, PresetUNetTransformerOnly,
+	PresetAttnOnly, PresetFullLin, PresetUNetOnly, PresetUNetConvblockOnly}
+
+// WrapsTE reports whether preset p wraps text-encoder layers.
+func (p Preset) WrapsTE() bool {
+	switch p {
+	case PresetUNetOnly, PresetUNetTransformerOnly, PresetUNetConvblockOnly:
+		return false
+	}
+	return true
+}
+
+// SelectTE filters the text encoder's Linears by preset: all of them
+// (CLIPAttention and CLIPMLP), only the self-attention projections
+// (attn-only), or none (the unet-* presets).
+func SelectTE(p Preset, linears []*nn.Linear) []*nn.Linear {
+	if !p.WrapsTE() {
+		return nil
+	}
+	if p != PresetAttnOnly {
+		return linears
+	}
+	var out []*nn.Linear
+	for _, l := range linears {
+		if strings.Contains(l.Key, ".self_attn.") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 // SelectUNet filters a UNet's layer lists (unet.UNet.Layers) by preset.
 func SelectUNet(p Preset, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linear, []*nn.Conv2d, error) {
-	var keep func(key string) (bool, error)
-	switch p {
-	case PresetFull, "":
-		return linears, convs, nil
-	case Preset2023:
-		single := map[string]bool{
-			UNetPrefix + "time_embed.0": true, UNetPrefix + "time_embed.2": true,
-			UNetPrefix + "input_blocks.0.0": true, UNetPrefix + "out.2": true,
-		}
-		keep = func(key string) (bool, error) { return !single[key], nil }
-	case PresetLoRA:
-		// A layer is inside a Transformer2DModel when its diffusers path
-		// runs through an "attentions" list (down_blocks.i.attentions.j,
-		// mid_block.attentions.0, up_blocks.i.attentions.j).
-		keep = func(key string) (bool, error) {
+	var keep func(key string, kernel int) (bool, error)
+	// by is keep from a test on the layer's diffusers path (kernel 1 for
+	// Linear and 1×1 conv layers).
+	by := func(test func(d string, kernel int) bool) func(string, int) (bool, error) {
+		return func(key string, kernel int) (bool, error) {
 			if !strings.HasPrefix(key, UNetPrefix) {
 				return false, fmt.Errorf("lycoris: preset %s: %q is not a UNet layer", p, key)
 			}
@@ -350,15 +385,53 @@ func SelectUNet(p Preset, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linea
 			if err != nil {
 				return false, fmt.Errorf("lycoris: preset %s: %w", p, err)
 			}
-			return strings.Contains("."+d, ".attentions."), nil
+			return test("."+d, kernel), nil
 		}
+	}
+	// A layer is inside a Transformer2DModel when its diffusers path runs
+	// through an "attentions" list (down_blocks.i.attentions.j,
+	// mid_block.attentions.0, up_blocks.i.attentions.j); likewise for
+	// ResBlocks and samplers.
+	in := func(d string, parts ...string) bool {
+		for _, part := range parts {
+			if strings.Contains(d, part) {
+				return true
+			}
+		}
+		return false
+	}
+	switch p {
+	case PresetFull, PresetUNetOnly, "":
+		return linears, convs, nil
+	case Preset2023:
+		single := map[string]bool{
+			UNetPrefix + "time_embed.0": true, UNetPrefix + "time_embed.2": true,
+			UNetPrefix + "input_blocks.0.0": true, UNetPrefix + "out.2": true,
+		}
+		keep = func(key string, _ int) (bool, error) { return !single[key], nil }
+	case PresetLoRA, PresetAttnMLP, PresetUNetTransformerOnly:
+		keep = by(func(d string, _ int) bool { return in(d, ".attentions.") })
+	case PresetAttnOnly:
+		keep = by(func(d string, _ int) bool { return in(d, ".attentions.") && in(d, ".attn1.", ".attn2.") })
+	case PresetFullLin:
+		keep = by(func(d string, k int) bool {
+			return k == 1 && in(d, ".attentions.", ".resnets.", ".time_embedding.")
+		})
+	case PresetUNetConvblockOnly:
+		keep = by(func(d string, _ int) bool {
+			return in(d, ".resnets.", ".downsamplers.", ".upsamplers.") || d == ".conv_in" || d == ".conv_out"
+		})
 	default:
-		return nil, nil, fmt.Errorf("lycoris: unknown preset %q (full, 2023, lora)", p)
+		var names []string
+		for _, q := range Presets {
+			names = append(names, string(q))
+		}
+		return nil, nil, fmt.Errorf("lycoris: unknown preset %q (%s)", p, strings.Join(names, ", "))
 	}
 	var l2 []*nn.Linear
 	var c2 []*nn.Conv2d
 	for _, l := range linears {
-		ok, err := keep(l.Key)
+		ok, err := keep(l.Key, 1)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -367,7 +440,7 @@ func SelectUNet(p Preset, linears []*nn.Linear, convs []*nn.Conv2d) ([]*nn.Linea
 		}
 	}
 	for _, c := range convs {
-		ok, err := keep(c.Key)
+		ok, err := keep(c.Key, c.Kernel)
 		if err != nil {
 			return nil, nil, err
 		}

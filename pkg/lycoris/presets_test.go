@@ -35,6 +35,13 @@ func TestSD15PresetCounts(t *testing.T) {
 		{PresetFull, 22 + 160 + 2, 32 + 44 + 14 + 6 + 2, 44 + 6 + 2},
 		{Preset2023, 22 + 160, 32 + 44 + 14 + 6, 44 + 6},
 		{PresetLoRA, 160, 32, 0},
+		// LyCORIS' other presets (spec/locon.md §3.2).
+		{PresetAttnMLP, 160, 32, 0},
+		{PresetUNetTransformerOnly, 160, 32, 0},
+		{PresetAttnOnly, 128, 0, 0},               // attn1/attn2 q, k, v, out of 16 transformers
+		{PresetFullLin, 160 + 22 + 2, 32 + 14, 0}, // + time_emb_proj, time_embedding; + conv_shortcut
+		{PresetUNetOnly, 22 + 160 + 2, 32 + 44 + 14 + 6 + 2, 44 + 6 + 2},
+		{PresetUNetConvblockOnly, 22, 44 + 14 + 6 + 2, 44 + 6 + 2},
 	} {
 		l, c, err := SelectUNet(tc.p, lin, conv)
 		if err != nil {
@@ -50,7 +57,7 @@ func TestSD15PresetCounts(t *testing.T) {
 			t.Errorf("preset %s: %d Linears, %d convs (%d k×k), want %d, %d (%d)", tc.p, len(l), len(c), k3, tc.lins, tc.convs, tc.k3x3)
 		}
 	}
-	if _, _, err := SelectUNet("attn", lin, conv); err == nil || !strings.Contains(err.Error(), `unknown preset "attn" (full, 2023, lora)`) {
+	if _, _, err := SelectUNet("attn", lin, conv); err == nil || !strings.Contains(err.Error(), `unknown preset "attn" (full, 2023, lora, attn-mlp`) {
 		t.Errorf("unknown preset: %v", err)
 	}
 }
@@ -211,6 +218,23 @@ func TestTinyLoRAPreset(t *testing.T) {
 	for i := range c {
 		if c[i] != wc[i] || c[i].Kernel != 1 {
 			t.Errorf("conv %d: %s (kernel %d), want %s", i, c[i].Key, c[i].Kernel, wc[i].Key)
+		}
+	}
+}
+
+// TestSelectTE: the text encoder's 72 Linears for every preset that wraps
+// it, its 48 self-attention projections for attn-only, none for unet-*.
+func TestSelectTE(t *testing.T) {
+	var lins []*nn.Linear
+	for i := 0; i < 12; i++ {
+		for _, n := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2"} {
+			lins = append(lins, &nn.Linear{Key: TEPrefix + "text_model.encoder.layers." + strconv.Itoa(i) + "." + n})
+		}
+	}
+	for p, want := range map[Preset]int{PresetFull: 72, Preset2023: 72, PresetLoRA: 72, PresetAttnMLP: 72, PresetFullLin: 72,
+		PresetAttnOnly: 48, PresetUNetOnly: 0, PresetUNetTransformerOnly: 0, PresetUNetConvblockOnly: 0} {
+		if got := len(SelectTE(p, lins)); got != want || p.WrapsTE() != (want > 0) {
+			t.Errorf("preset %s: %d text-encoder layers (WrapsTE %v), want %d", p, got, p.WrapsTE(), want)
 		}
 	}
 }

@@ -187,9 +187,12 @@ func ImportGUIConfig(raw []byte, base Options) (*GUIConfig, error) {
 		switch p := str("LyCORIS_preset"); p {
 		case "full", "":
 			o.Preset = "full"
-			explain("LyCORIS_preset", "--preset full")
+			explain("LyCORIS_preset", "--network-args preset=full")
+		case "attn-mlp", "attn-only", "full-lin", "unet-only", "unet-transformer-only", "unet-convblock-only":
+			o.Preset = p
+			explain("LyCORIS_preset", "--network-args preset=%s", p)
 		default:
-			errs = append(errs, fmt.Sprintf("LyCORIS_preset %q is not supported (full)", p))
+			errs = append(errs, fmt.Sprintf("LyCORIS_preset %q is not supported (full, attn-mlp, attn-only, full-lin, unet-only, unet-transformer-only, unet-convblock-only)", p))
 		}
 	}
 	setInt := func(k string, dst *int, flag string) {

@@ -144,7 +144,7 @@ func TestApplyNetworkModule(t *testing.T) {
 		{"networks.lora", "full", "locon", "networks.lora builds preset lora"},
 		{"lycoris.kohya", "lora", "locon", "preset lora is kohya's plain LoRA"},
 		{"networks.lora", "2023", "loha", "networks.lora has no LoHa"},
-		{"lycoris.kohya", "attn", "locon", `preset "attn" is not supported (full, 2023, lora)`},
+		{"lycoris.kohya", "attn", "locon", `preset "attn" is not supported (full, 2023, lora, attn-mlp`},
 	} {
 		o := DefaultOptions()
 		o.NetworkModule, o.Preset, o.Algo = c.module, c.preset, c.algo
@@ -292,5 +292,45 @@ func TestImportGUIConfigKohyaAdditional(t *testing.T) {
 	}
 	if w := strings.Join(g.Warnings, "\n"); !strings.Contains(w, "networks.lora ignores network_args preset=full, algo=locon") {
 		t.Errorf("warnings %q", g.Warnings)
+	}
+}
+
+// TestImportGUIConfigLyCORISPresets maps LyCORIS_preset values other than
+// full to loco presets (spec/locon.md §3.2): the network has their layers,
+// ss_network_args records the preset, and the unet-* presets leave the
+// text encoder untrained with a warning.
+func TestImportGUIConfigLyCORISPresets(t *testing.T) {
+	for _, tc := range []struct {
+		preset  string
+		modules int
+		te      bool
+	}{
+		{"attn-mlp", tinyLoRAUNet + tinyTE, true},
+		{"unet-transformer-only", tinyLoRAUNet, false},
+		{"attn-only", 16*8 + 2*4, true},
+		{"unet-only", 282, false},
+	} {
+		t.Run(tc.preset, func(t *testing.T) {
+			g, err := ImportGUIConfig([]byte(`{"LoRA_type": "LyCORIS/LoCon", "LyCORIS_preset": "`+tc.preset+`", "network_dim": 8, "network_alpha": 4, "conv_dim": 4, "conv_alpha": 4}`), DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := g.Options
+			if o.Preset != tc.preset || o.NetworkModule != ModuleLyCORIS {
+				t.Fatalf("preset %q module %q", o.Preset, o.NetworkModule)
+			}
+			if _, te := o.LRs(); (te > 0) != tc.te || tc.te == (strings.Join(g.Warnings, "\n") != "") {
+				t.Errorf("text-encoder LR %g, warnings %q; want the text encoder trained: %v", te, g.Warnings, tc.te)
+			}
+			tr, _ := tinyRun(t, t.TempDir(), func(x *Options) {
+				x.Preset, x.TextEncoderLR = o.Preset, o.TextEncoderLR
+			})
+			if len(tr.Net.Modules) != tc.modules {
+				t.Errorf("%d modules, want %d", len(tr.Net.Modules), tc.modules)
+			}
+			if got := tr.Metadata(1)["ss_network_args"]; !strings.Contains(got, `"preset": "`+tc.preset+`"`) {
+				t.Errorf("ss_network_args %q lacks the preset", got)
+			}
+		})
 	}
 }

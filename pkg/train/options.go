@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"strings"
+
+	"loco/pkg/lycoris"
 )
 
 // Options are the settings of a run, named after sd-scripts' arguments
@@ -184,6 +186,10 @@ func (o *Options) ApplyNetworkModule() []string {
 		if _, ok := args["preset"]; !ok && o.Preset == "lora" {
 			o.Preset = "full"
 		}
+		if _, te := o.LRs(); te != 0 && !lycoris.Preset(o.Preset).WrapsTE() {
+			o.TextEncoderLR = 0
+			return []string{fmt.Sprintf("preset %s wraps no text-encoder layer: the text encoder is not trained", o.Preset)}
+		}
 		return nil
 	}
 	var notes []string
@@ -213,6 +219,16 @@ func (o *Options) ApplyNetworkModule() []string {
 	return notes
 }
 
+// knownPreset reports whether p names a lycoris preset.
+func knownPreset(p string) bool {
+	for _, q := range lycoris.Presets {
+		if string(q) == p {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate rejects contradictory or unsupported settings, naming them.
 func (o *Options) Validate() error {
 	var errs []string
@@ -230,10 +246,14 @@ func (o *Options) Validate() error {
 		bad("algo %q is not supported (locon, lora, loha)", o.Algo)
 	}
 	switch {
-	case o.Preset != "full" && o.Preset != "2023" && o.Preset != "lora":
-		bad("preset %q is not supported (full, 2023, lora)", o.Preset)
-	case o.NetworkModule == ModuleKohyaLoRA && o.Preset == "full":
-		bad("networks.lora builds preset lora (no conv_dim in network_args) or 2023 (with conv_dim), not full")
+	case !knownPreset(o.Preset):
+		var names []string
+		for _, p := range lycoris.Presets {
+			names = append(names, string(p))
+		}
+		bad("preset %q is not supported (%s)", o.Preset, strings.Join(names, ", "))
+	case o.NetworkModule == ModuleKohyaLoRA && o.Preset != "lora" && o.Preset != "2023":
+		bad("networks.lora builds preset lora (no conv_dim in network_args) or 2023 (with conv_dim), not %s", o.Preset)
 	case o.NetworkModule != ModuleKohyaLoRA && o.Preset == "lora" && !o.DimFromWeights:
 		bad("preset lora is kohya's plain LoRA: --network-module networks.lora without conv_dim in network_args")
 	}

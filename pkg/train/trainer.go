@@ -113,6 +113,9 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 		return nil, err
 	}
 	e := m.E
+	if !lycoris.Preset(opt.Preset).WrapsTE() {
+		opt.TextEncoderLR = 0 // the unet-* presets (ApplyNetworkModule says so)
+	}
 	uLR, teLR := opt.LRs()
 	var lins []*nn.Linear
 	var convs []*nn.Conv2d
@@ -124,9 +127,11 @@ func New(opt Options, plan *Plan, m Models, lat LatentSource) (*Trainer, error) 
 		}
 	}
 	if teLR > 0 {
+		var te []*nn.Linear
 		for _, nl := range m.TE.Linears() {
-			lins = append(lins, nl.L)
+			te = append(te, nl.L)
 		}
+		lins = append(lins, lycoris.SelectTE(lycoris.Preset(opt.Preset), te)...)
 	}
 	cfg := lycoris.Config{Algo: lycoris.Algo(opt.Algo), Dim: opt.NetworkDim, Alpha: float32(opt.NetworkAlpha), ConvDim: opt.ConvDim,
 		ConvAlpha: float32(opt.ConvAlpha), Tucker: opt.Tucker, Multiplier: 1, Modules: opt.ModuleRanks}
