@@ -28,7 +28,7 @@
 // several files) and Network.Detach removes exactly one.
 //
 // Files. Save writes the kohya/LyCORIS tensor layout with alphas and the
-// metadata given; ReadFile and Load read it back (ranks and alphas checked
-// per module). Dropouts (network, rank, module) follow kohya's networks.lora
+// metadata given; ReadFile and Load read it back (every factor's shape
+// checked against the network's, alphas taken from the file). Dropouts (network, rank, module) follow kohya's networks.lora
 // semantics in training mode (dropout.go).
 package lycoris
