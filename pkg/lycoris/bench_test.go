@@ -14,6 +14,7 @@ import (
 	"loco/pkg/backend/cuda"
 	"loco/pkg/backend/dry"
 	"loco/pkg/backend/profile"
+	"loco/pkg/golden"
 	"loco/pkg/nn"
 	"loco/pkg/sd"
 	"loco/pkg/sd/clip"
@@ -378,22 +379,11 @@ func (s *sd15Bench) checkGraph(b *testing.B, eager, launch func(what string)) {
 	for _, v := range mE {
 		norm += float64(v) * float64(v)
 	}
-	em, ed := benchRelL2(mG, mE), benchRelL2(dG, dE)
+	em, ed := golden.RelL2(mG, mE), golden.RelL2(dG, dE)
 	b.Logf("graph check, one step from the same state: gradient (AdamW m) rel. L2 %.3g (‖m‖ %.3g), parameter update rel. L2 %.3g", em, math.Sqrt(norm), ed)
 	if !(em <= 1e-3) || norm == 0 {
 		b.Errorf("the replayed step's gradient differs from the eager step's: rel. L2 %.3g > 1e-3 (‖m‖ %.3g)", em, math.Sqrt(norm))
 	}
-}
-
-// benchRelL2 is ‖got − want‖ / ‖want‖ (NaN in got gives NaN).
-func benchRelL2(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / math.Max(den, 1e-300))
 }
 
 // captureProbe is the dry backend failing, while on, on what the cuda

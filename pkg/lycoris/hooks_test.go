@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"loco/pkg/backend/cpu"
+	"loco/pkg/golden"
 	"loco/pkg/nn"
 	"loco/pkg/tensor"
 )
@@ -49,7 +50,7 @@ func TestStackAndDetach(t *testing.T) {
 		nets[k.name] = n
 		alone[k.name] = out()
 		n.Detach()
-		if d := relL2(out(), base); d != 0 {
+		if d := golden.RelL2(out(), base); d != 0 {
 			t.Fatalf("%s: detached alone, output differs from the base by %g", k.name, d)
 		}
 	}
@@ -66,7 +67,7 @@ func TestStackAndDetach(t *testing.T) {
 			want[i] += alone[name][i] - base[i]
 		}
 	}
-	if d := relL2(want, out()); d > 1e-5 {
+	if d := golden.RelL2(out(), want); d > 1e-5 {
 		t.Fatalf("stacked: relative L2 %g from the sum of the single deltas", d)
 	}
 	// Take them off out of order: the rest must stay.
@@ -75,7 +76,7 @@ func TestStackAndDetach(t *testing.T) {
 		for i := range want {
 			want[i] -= alone[name][i] - base[i]
 		}
-		if d := relL2(want, out()); d > 1e-5 {
+		if d := golden.RelL2(out(), want); d > 1e-5 {
 			t.Fatalf("after detaching %s (%d of 4): relative L2 %g", name, k+1, d)
 		}
 	}

@@ -1,11 +1,11 @@
 package lycoris
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 
 	"loco/pkg/backend/cpu"
+	"loco/pkg/golden"
 	"loco/pkg/nn"
 	"loco/pkg/sd"
 	"loco/pkg/tensor"
@@ -87,21 +87,11 @@ func TestMirrorSteps(t *testing.T) {
 	outsA, pA := run(false)
 	outsB, pB := run(true)
 	for i := range outsA {
-		if d := relL2(outsA[i], outsB[i]); d > 1e-6 {
+		if d := golden.RelL2(outsB[i], outsA[i]); d > 1e-6 {
 			t.Errorf("forward %d: mirror differs from the F32 factors by relative L2 %.3g", i, d)
 		}
 	}
-	if d := relL2(pA, pB); d > 1e-6 {
+	if d := golden.RelL2(pB, pA); d > 1e-6 {
 		t.Errorf("parameters after 3 steps: mirror differs by relative L2 %.3g", d)
 	}
-}
-
-func relL2(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(a[i]) * float64(a[i])
-	}
-	return math.Sqrt(num / den)
 }

@@ -11,6 +11,7 @@ import (
 	"loco/pkg/backend/backendtest"
 	"loco/pkg/backend/cpu"
 	"loco/pkg/backend/cuda"
+	"loco/pkg/golden"
 	"loco/pkg/tensor"
 )
 
@@ -49,17 +50,6 @@ func TestConformance(t *testing.T) {
 			backendtest.Run(t, be, backendtest.Options{DType: dt})
 		})
 	}
-}
-
-// relL2 is ‖got − want‖ / ‖want‖; NaN when got has a NaN.
-func relL2(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / math.Max(den, 1e-300))
 }
 
 func randn(rng *rand.Rand, n int) []float32 {
@@ -113,7 +103,7 @@ func (p *pair) check(name string, g, c tensor.Storage, tol float64) {
 	gv, cv := make([]float32, g.Len()), make([]float32, c.Len())
 	p.gpu.Download(gv, g)
 	p.cpu.Download(cv, c)
-	e := relL2(gv, cv)
+	e := golden.RelL2(gv, cv)
 	if !(e <= tol) {
 		worst, wi := 0.0, 0
 		for i := range gv {

@@ -9,6 +9,7 @@ import (
 
 	"loco/pkg/backend/cpu"
 	"loco/pkg/backend/cuda"
+	"loco/pkg/golden"
 	"loco/pkg/tensor"
 )
 
@@ -40,7 +41,7 @@ func gpuVsGpu(t *testing.T, be *cuda.Backend, name string, got, want tensor.Stor
 	g, w := make([]float32, got.Len()), make([]float32, want.Len())
 	be.Download(g, got)
 	be.Download(w, want)
-	if e := relL2(g, w); !(e <= tol) {
+	if e := golden.RelL2(g, w); !(e <= tol) {
 		t.Errorf("%s: flash vs fp32 kernel relative L2 %.3g > %.3g", name, e, tol)
 	} else {
 		t.Logf("%s: flash vs fp32 kernel relative L2 %.3g", name, e)

@@ -2,13 +2,13 @@ package cuda
 
 import (
 	"errors"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 
+	"loco/pkg/golden"
 	"loco/pkg/tensor"
 )
 
@@ -173,16 +173,6 @@ func graphDevice(t *testing.T) *Backend {
 	return graphDev
 }
 
-func graphRelL2(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / math.Max(den, 1e-300))
-}
-
 // TestGraphCaptureReplay captures an upload, a GEMM, a copy through a
 // buffer allocated and freed inside the capture, an add and a scale, then
 // replays the graph twice: after the outputs and the uploaded buffer were
@@ -283,7 +273,7 @@ func TestGraphCaptureReplay(t *testing.T) {
 					t.Fatalf("%s: Sync after Launch: %v", what, err)
 				}
 				got := download()
-				e := graphRelL2(got, want)
+				e := golden.RelL2(got, want)
 				t.Logf("%s: replay vs eager rel. L2 %.3g", what, e)
 				if !(e <= tol) {
 					t.Errorf("%s: replay differs from the eager ops: rel. L2 %.3g > %g (got[0] %g, want[0] %g)", what, e, tol, got[0], want[0])
