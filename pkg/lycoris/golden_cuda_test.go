@@ -199,28 +199,7 @@ func runGoldenRow(t *testing.T, c *golden.Case, be tensor.Backend, row goldenRow
 	if err != nil {
 		t.Fatal(err)
 	}
-	lf, err := safetensors.Open(c.Path("locon.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	loaded := 0
-	for _, k := range lf.Names() {
-		if strings.HasSuffix(k, ".alpha") {
-			continue
-		}
-		v, err := lf.ReadFloat32(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := net.SetValues(k, v); err != nil {
-			t.Fatal(err)
-		}
-		loaded++
-	}
-	if loaded != len(net.Entries) {
-		t.Fatalf("%s: file has %d trainable tensors, network %d", row.name, loaded, len(net.Entries))
-	}
+	setGoldenFactors(t, net, c.Path("locon.safetensors"))
 
 	// Loss scaling as training does it: F16's smallest normal is 6.1e-5,
 	// and gradients of single weights go below it.

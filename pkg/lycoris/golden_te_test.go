@@ -2,7 +2,6 @@ package lycoris
 
 import (
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"loco/pkg/backend/cpu"
@@ -41,31 +40,10 @@ func TestGoldenLoConTE(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lf, err := safetensors.Open(c.Path("locon.safetensors"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lf.Close()
-		n := 0
-		for _, k := range lf.Names() {
-			if strings.HasSuffix(k, ".alpha") {
-				a, err := lf.ReadFloat32(k)
-				if err != nil || len(a) != 1 || a[0] != 4 {
-					t.Fatalf("%s: alpha %v %v, want 4", k, a, err)
-				}
-				continue
+		for k, a := range setGoldenFactors(t, net, c.Path("locon.safetensors")) {
+			if len(a) != 1 || a[0] != 4 {
+				t.Fatalf("%s: alpha %v, want 4", k, a)
 			}
-			v, err := lf.ReadFloat32(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := net.SetValues(k, v); err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-		if n != len(net.Entries) {
-			t.Fatalf("file has %d trainable tensors, network %d", n, len(net.Entries))
 		}
 		idsFlat := c.Int64(t, "ids")
 		shape := c.Shape("ids")

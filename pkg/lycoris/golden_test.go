@@ -67,28 +67,7 @@ func TestGoldenLoConUNet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lf, err := safetensors.Open(c.Path("locon.safetensors"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lf.Close()
-		loaded := 0
-		for _, k := range lf.Names() {
-			if strings.HasSuffix(k, ".alpha") {
-				continue
-			}
-			v, err := lf.ReadFloat32(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := net.SetValues(k, v); err != nil {
-				t.Fatal(err)
-			}
-			loaded++
-		}
-		if loaded != len(net.Entries) {
-			t.Fatalf("file has %d trainable tensors, network %d", loaded, len(net.Entries))
-		}
+		setGoldenFactors(t, net, c.Path("locon.safetensors"))
 
 		// The mirror (mirror.go) is what F16/BF16 training computes with;
 		// forced in F32 here, its refresh and gradient fold are checked
@@ -123,4 +102,36 @@ func TestGoldenLoConUNet(t *testing.T) {
 			e.EndStep()
 		}
 	})
+}
+
+// setGoldenFactors loads every trainable tensor of the golden LoCon file at
+// path into net, failing unless the file holds exactly the network's
+// tensors, and returns the file's alphas by key.
+func setGoldenFactors(t testing.TB, net *Network, path string) map[string][]float32 {
+	t.Helper()
+	lf, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	alphas := map[string][]float32{}
+	loaded := 0
+	for _, k := range lf.Names() {
+		v, err := lf.ReadFloat32(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(k, ".alpha") {
+			alphas[k] = v
+			continue
+		}
+		if err := net.SetValues(k, v); err != nil {
+			t.Fatal(err)
+		}
+		loaded++
+	}
+	if loaded != len(net.Entries) {
+		t.Fatalf("%s has %d trainable tensors, the network %d", path, loaded, len(net.Entries))
+	}
+	return alphas
 }
