@@ -147,17 +147,7 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 	if e.track(y, x, w, bias) {
 		p := convParams(x, w, stride, pad)
 		e.push(y, func(gy Storage) {
-			var dx, dw, db Storage
-			p := p
-			if x.needGrad {
-				dx, p.Overwrite = e.convGradOut(x)
-			}
-			if w.needGrad {
-				dw = e.gradOf(w)
-			}
-			if bias != nil && bias.needGrad {
-				db = e.gradOf(bias)
-			}
+			dx, dw, db, p := e.convGrads(x, w, bias, p)
 			dataGrad := func() { e.B.Conv2DBackwardData(dx, gy, w.data, p) }
 			filterGrad := func() { e.B.Conv2DBackwardFilter(dw, db, gy, x.data, p) }
 			switch flops := 2 * p.N * p.K * p.P() * p.Q() * p.C * p.R * p.S; {
@@ -173,12 +163,24 @@ func Conv2D(x, w, bias *Tensor, stride, pad int) *Tensor {
 	return y
 }
 
-// convGradOut is x's gradient buffer for a convolution's backward data,
-// and whether it is fresh (written with ConvParams.Overwrite, no zero-fill)
-// rather than existing (added into).
-func (e *Engine) convGradOut(x *Tensor) (Storage, bool) {
-	s, beta := e.gradOut(x)
-	return s, beta == 0
+// convGrads returns the gradient buffers of a convolution's input, weight
+// and bias (nil where none is needed), and p with Overwrite set when x's is
+// fresh: the backward data then writes it instead of adding into a
+// zero-filled one.
+func (e *Engine) convGrads(x, w, bias *Tensor, p ConvParams) (dx, dw, db Storage, q ConvParams) {
+	q = p
+	if x.needGrad {
+		var beta float32
+		dx, beta = e.gradOut(x)
+		q.Overwrite = beta == 0
+	}
+	if w.needGrad {
+		dw = e.gradOf(w)
+	}
+	if bias != nil && bias.needGrad {
+		db = e.gradOf(bias)
+	}
+	return dx, dw, db, q
 }
 
 // convParams describes the convolution of x with w.
@@ -309,18 +311,9 @@ func Conv2DLowRank(x, w, bias *Tensor, stride, pad int, h, up *Tensor, scale flo
 	if e.track(y, x, w, bias, h, up) {
 		p := convParams(x, w, stride, pad)
 		e.push(y, func(gy Storage) {
-			var dx, dw, db, dh, dup Storage
+			dx, dw, db, p := e.convGrads(x, w, bias, p)
+			var dh, dup Storage
 			var bh float32
-			p := p
-			if x.needGrad {
-				dx, p.Overwrite = e.convGradOut(x)
-			}
-			if w.needGrad {
-				dw = e.gradOf(w)
-			}
-			if bias != nil && bias.needGrad {
-				db = e.gradOf(bias)
-			}
 			if h.needGrad {
 				dh, bh = e.gradOut(h)
 			}
