@@ -28,6 +28,14 @@ func filled(be *cuda.Backend, dt tensor.DType, n int, seed uint64) tensor.Storag
 // then times it with a device synchronisation inside each iteration, and
 // reports TFLOP/s for flops per call.
 func timeOp(b *testing.B, be *cuda.Backend, flops float64, f func()) {
+	sec := timeSynced(b, be, f)
+	b.ReportMetric(flops/sec/1e12, "TFLOP/s")
+	b.ReportMetric(sec*1e3, "ms/op")
+}
+
+// timeSynced runs f once untimed, then in the benchmark loop with a device
+// synchronisation after each call, and returns the seconds per call.
+func timeSynced(b *testing.B, be *cuda.Backend, f func()) float64 {
 	f()
 	if err := be.Sync(); err != nil {
 		b.Fatal(err)
@@ -38,9 +46,7 @@ func timeOp(b *testing.B, be *cuda.Backend, flops float64, f func()) {
 			b.Fatal(err)
 		}
 	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(flops/sec/1e12, "TFLOP/s")
-	b.ReportMetric(sec*1e3, "ms/op")
+	return b.Elapsed().Seconds() / float64(b.N)
 }
 
 func BenchmarkGemm(b *testing.B) {
@@ -175,17 +181,7 @@ func BenchmarkGroupNorm(b *testing.B) {
 
 // timeBytes is timeOp for memory-bound ops: GB/s for bytes moved per call.
 func timeBytes(b *testing.B, be *cuda.Backend, bytes float64, f func()) {
-	f()
-	if err := be.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		f()
-		if err := be.Sync(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
+	sec := timeSynced(b, be, f)
 	b.ReportMetric(bytes/sec/1e9, "GB/s")
 	b.ReportMetric(sec*1e3, "ms/op")
 }
