@@ -1,7 +1,6 @@
 package lycoris
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -141,21 +140,7 @@ func runGoldenRow(t *testing.T, c *golden.Case, be tensor.Backend, row goldenRow
 			t.Fatalf("%s: panic: %v\n%s", row.name, r, debug.Stack())
 		}
 	}()
-	var cfg unet.Config
-	if err := json.Unmarshal(c.Config, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var lc struct {
-		Dim        int     `json:"network_dim"`
-		Alpha      float32 `json:"network_alpha"`
-		ConvDim    int     `json:"conv_dim"`
-		ConvAlpha  float32 `json:"conv_alpha"`
-		Multiplier float32 `json:"multiplier"`
-		Tucker     bool    `json:"use_tucker"`
-	}
-	if err := json.Unmarshal(c.Config, &lc); err != nil {
-		t.Fatal(err)
-	}
+	cfg, lcfg := goldenLoConConfig(t, c)
 	e := tensor.NewEngine(be)
 	e.Act = row.dt
 	mf, err := safetensors.Open(c.Path("model.safetensors"))
@@ -194,8 +179,7 @@ func runGoldenRow(t *testing.T, c *golden.Case, be tensor.Backend, row goldenRow
 	e.EndStep()
 
 	lin, conv := u.Layers()
-	net, err := New(e, Config{Dim: lc.Dim, Alpha: lc.Alpha, ConvDim: lc.ConvDim, ConvAlpha: lc.ConvAlpha,
-		Multiplier: lc.Multiplier, Tucker: lc.Tucker}, lin, conv, rand.New(rand.NewPCG(1, 2)))
+	net, err := New(e, lcfg, lin, conv, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}

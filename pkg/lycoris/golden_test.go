@@ -20,21 +20,7 @@ import (
 // the input against the PyTorch/LyCORIS reference.
 func TestGoldenLoConUNet(t *testing.T) {
 	golden.ForEach(t, "locon_unet", func(t *testing.T, c *golden.Case) {
-		var cfg unet.Config
-		if err := json.Unmarshal(c.Config, &cfg); err != nil {
-			t.Fatal(err)
-		}
-		var lc struct {
-			Dim        int     `json:"network_dim"`
-			Alpha      float32 `json:"network_alpha"`
-			ConvDim    int     `json:"conv_dim"`
-			ConvAlpha  float32 `json:"conv_alpha"`
-			Multiplier float32 `json:"multiplier"`
-			Tucker     bool    `json:"use_tucker"`
-		}
-		if err := json.Unmarshal(c.Config, &lc); err != nil {
-			t.Fatal(err)
-		}
+		cfg, lcfg := goldenLoConConfig(t, c)
 		e := tensor.NewEngine(cpu.New())
 		mf, err := safetensors.Open(c.Path("model.safetensors"))
 		if err != nil {
@@ -62,8 +48,7 @@ func TestGoldenLoConUNet(t *testing.T) {
 		e.EndStep()
 
 		lin, conv := u.Layers()
-		net, err := New(e, Config{Dim: lc.Dim, Alpha: lc.Alpha, ConvDim: lc.ConvDim, ConvAlpha: lc.ConvAlpha,
-			Multiplier: lc.Multiplier, Tucker: lc.Tucker}, lin, conv, rand.New(rand.NewPCG(1, 2)))
+		net, err := New(e, lcfg, lin, conv, rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,4 +119,27 @@ func setGoldenFactors(t testing.TB, net *Network, path string) map[string][]floa
 		t.Fatalf("%s has %d trainable tensors, the network %d", path, loaded, len(net.Entries))
 	}
 	return alphas
+}
+
+// goldenLoConConfig reads a locon_unet golden case's configuration: the
+// UNet's and the network's.
+func goldenLoConConfig(t testing.TB, c *golden.Case) (unet.Config, Config) {
+	t.Helper()
+	var cfg unet.Config
+	if err := json.Unmarshal(c.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var lc struct {
+		Dim        int     `json:"network_dim"`
+		Alpha      float32 `json:"network_alpha"`
+		ConvDim    int     `json:"conv_dim"`
+		ConvAlpha  float32 `json:"conv_alpha"`
+		Multiplier float32 `json:"multiplier"`
+		Tucker     bool    `json:"use_tucker"`
+	}
+	if err := json.Unmarshal(c.Config, &lc); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, Config{Dim: lc.Dim, Alpha: lc.Alpha, ConvDim: lc.ConvDim, ConvAlpha: lc.ConvAlpha,
+		Multiplier: lc.Multiplier, Tucker: lc.Tucker}
 }
